@@ -1,0 +1,101 @@
+"""The ``nablafx`` command.
+
+``fit | validate | test | predict`` are LightningCLI runs configured by YAML files
+(``-c cfg/data/... -c cfg/model/... -c cfg/trainer/...``, any key overridable on the
+command line). The other subcommands are plain tools: data synthesis and checks,
+applying a checkpoint to a file, export, benchmarks and pretraining.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+LIGHTNING_SUBCOMMANDS = {
+    "fit": "train a model (LightningCLI; see `nablafx fit --help`)",
+    "validate": "run the validation split on a checkpoint (--ckpt_path)",
+    "test": "compute test metrics (L1, MR-STFT, ESR, MSE) on the test split (--ckpt_path)",
+    "predict": "write predictions for the test split to the run folder (--ckpt_path)",
+}
+
+# (parent command or None, module under nablafx.commands)
+TOOL_COMMANDS = [
+    ("data", "synth"),
+    ("data", "check"),
+    (None, "process"),
+    (None, "export"),
+    (None, "bench"),
+    (None, "pretrain"),
+]
+
+
+def run_lightning(argv: list[str]) -> None:
+    from nablafx.lightning_cli import NablaCLI
+
+    NablaCLI(args=argv)
+
+
+def selected_tools(argv: list[str]) -> list[tuple[str | None, str]]:
+    """The tool commands ``argv`` asks for; all of them for the top-level help.
+
+    Importing only the chosen command's module keeps start-up short and one command's
+    optional dependencies out of the others.
+    """
+    if argv:
+        chosen = [(parent, name) for parent, name in TOOL_COMMANDS if (parent or name) == argv[0]]
+        if chosen and chosen[0][0] is not None and len(argv) > 1:
+            chosen = [(parent, name) for parent, name in chosen if name == argv[1]] or chosen
+        if chosen:
+            return chosen
+    return TOOL_COMMANDS
+
+
+def build_parser(tools: list[tuple[str | None, str]] = TOOL_COMMANDS) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nablafx",
+        description="Differentiable audio effect modeling: train, check data, stream, export.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example: nablafx fit -c cfg/quickstart.yaml",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, help_text in LIGHTNING_SUBCOMMANDS.items():
+        subparsers.add_parser(name, help=help_text, add_help=False)
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for parent, module_name in tools:
+        module = importlib.import_module(f"nablafx.commands.{module_name}")
+        if parent is None:
+            target = subparsers
+        else:
+            if parent not in groups:
+                group_parser = subparsers.add_parser(parent, help=f"{parent} tools")
+                groups[parent] = group_parser.add_subparsers(dest="tool", metavar="TOOL", required=True)
+            target = groups[parent]
+        sub = target.add_parser(
+            module.NAME, help=module.HELP, description=module.HELP,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(sub)
+        sub.set_defaults(handler=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
+            run_lightning(argv)
+            return 0
+        args = build_parser(selected_tools(argv)).parse_args(argv)
+        return int(args.handler(args) or 0)
+    except (ValueError, FileNotFoundError) as error:
+        # Bad input (data, knobs, checkpoints) is the user's to fix: say what, not where in our code.
+        if os.environ.get("NABLAFX_TRACEBACK"):
+            raise
+        print(f"nablafx: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

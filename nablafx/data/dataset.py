@@ -1,0 +1,180 @@
+"""Fixed-length segments of paired input/target recordings, preloaded into memory.
+
+One class serves every source (ToneTwist folders, pairs listed in a config): it takes
+``(input, target[, knobs])`` triples. Train and validation sets are cut from different
+*time regions* of the same files (``region``), so neighbouring pieces of one recording
+never land on both sides of the split.
+"""
+
+from __future__ import annotations
+
+import warnings
+from os import PathLike
+from pathlib import Path
+from typing import Sequence, Union
+
+import torch
+from torch.utils.data import Dataset
+
+from nablafx.data.audio import audio_sample_rate, load_audio
+from nablafx.data.errors import DataError
+
+# A segment whose input peaks below -80 dBFS holds no signal to learn from.
+SILENT_SEGMENT_THRESHOLD = 1e-4
+
+PairSource = Union[
+    tuple[Union[str, PathLike], Union[str, PathLike]],
+    tuple[Union[str, PathLike], Union[str, PathLike], Sequence[float]],
+]
+
+
+class SegmentDataset(Dataset):
+    """Segments ``(x (1, L), y (1, L), knobs (K,))`` of input/target pairs, float32.
+
+    Args:
+        pairs: ``(input, target)`` or ``(input, target, knobs)`` per recording; every pair
+            has the same number of knob values (K, possibly 0).
+        sample_rate: rate of the model; files at another rate are resampled. The input
+            and target of one pair must share a rate (a mismatch means one was exported
+            wrongly, and resampling one side alone would hide it).
+        segment_length: samples per segment (L).
+        hop_length: samples between segment starts; defaults to ``segment_length``.
+        region: ``(start, end)`` fractions of each file to cut segments from.
+        skip_silent: drop segments whose input peaks below 1e-4; they teach nothing.
+        audio_cache: audio already loaded at ``sample_rate``, by path; pass the same dict
+            to the datasets cut from one set of files (train and validation regions) so
+            each file is held in memory once. Filled with what this dataset loads.
+    """
+
+    def __init__(
+        self,
+        pairs: Sequence[PairSource],
+        sample_rate: int,
+        segment_length: int,
+        hop_length: int | None = None,
+        region: tuple[float, float] = (0.0, 1.0),
+        skip_silent: bool = True,
+        audio_cache: dict[Path, torch.Tensor] | None = None,
+    ):
+        hop_length = segment_length if hop_length is None else hop_length
+        if segment_length < 1 or hop_length < 1:
+            raise ValueError(
+                f"segment_length and hop_length must be >= 1, got {segment_length} and {hop_length}"
+            )
+        if not 0.0 <= region[0] < region[1] <= 1.0:
+            raise ValueError(f"region must satisfy 0 <= start < end <= 1, got {region}")
+        if not pairs:
+            raise ValueError("SegmentDataset needs at least one (input, target) pair")
+        self.sample_rate = sample_rate
+        self.segment_length = segment_length
+        self.region = tuple(region)
+        sources = [_as_source(pair) for pair in pairs]
+        self.num_knobs = _common_knob_count(sources)
+
+        # A dry file shared by many targets (one per setting) is loaded once.
+        loaded = {} if audio_cache is None else audio_cache
+        self._inputs: list[torch.Tensor] = []
+        self._targets: list[torch.Tensor] = []
+        self._knobs: list[torch.Tensor] = []
+        self._segments: list[tuple[int, int]] = []  # (pair index, start sample)
+        self.skipped_silent = 0
+        for input_path, target_path, knobs in sources:
+            x, y = _load_pair(input_path, target_path, sample_rate, loaded)
+            starts = _segment_starts(x.shape[-1], segment_length, hop_length, self.region, input_path)
+            pair_index = len(self._inputs)
+            for start in starts:
+                segment = x[:, start : start + segment_length]
+                if skip_silent and segment.abs().max() < SILENT_SEGMENT_THRESHOLD:
+                    self.skipped_silent += 1
+                    continue
+                self._segments.append((pair_index, start))
+            self._inputs.append(x)
+            self._targets.append(y)
+            self._knobs.append(torch.tensor(knobs, dtype=torch.float32).reshape(self.num_knobs))
+        if not self._segments:
+            silent = f" ({self.skipped_silent} skipped as silent)" if self.skipped_silent else ""
+            raise DataError(
+                f"no segments of {segment_length} samples in region {region[0]:g}-{region[1]:g} "
+                f"of these files{silent}",
+                ", ".join(sorted({str(input_path) for input_path, _, _ in sources})),
+                "use shorter segments, a larger region (val_fraction), longer recordings, "
+                "or keep silent segments with skip_silent=False",
+            )
+
+    def __len__(self) -> int:
+        return len(self._segments)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        pair_index, start = self._segments[index]
+        end = start + self.segment_length
+        return (
+            self._inputs[pair_index][:, start:end],
+            self._targets[pair_index][:, start:end],
+            self._knobs[pair_index],
+        )
+
+
+def _as_source(pair: PairSource) -> tuple[Path, Path, tuple[float, ...]]:
+    if len(pair) not in (2, 3):
+        raise ValueError(f"a pair is (input, target) or (input, target, knobs), got {pair!r}")
+    knobs = tuple(float(value) for value in pair[2]) if len(pair) == 3 else ()
+    return Path(pair[0]), Path(pair[1]), knobs
+
+
+def _common_knob_count(sources: list[tuple[Path, Path, tuple[float, ...]]]) -> int:
+    counts = {len(knobs) for _, _, knobs in sources}
+    if len(counts) > 1:
+        raise DataError(
+            f"pairs carry different numbers of knob values: {sorted(counts)}",
+            ", ".join(f"{target} ({len(knobs)})" for _, target, knobs in sources),
+            "give every pair the same knobs, in the same order",
+        )
+    return counts.pop()
+
+
+def _load_pair(
+    input_path: Path, target_path: Path, sample_rate: int, loaded: dict[Path, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Load input and target at ``sample_rate``, checking they share a rate and a length."""
+    both = f"{input_path} and {target_path}"
+    input_rate, target_rate = audio_sample_rate(input_path), audio_sample_rate(target_path)
+    if input_rate != target_rate:
+        raise DataError(
+            f"input is at {input_rate} Hz but target at {target_rate} Hz",
+            both,
+            "export both files of a pair at the same sample rate (the one they were recorded at)",
+        )
+    for path in (input_path, target_path):
+        if path not in loaded:
+            loaded[path] = load_audio(path, sample_rate)
+    x, y = loaded[input_path], loaded[target_path]
+    if x.shape[-1] != y.shape[-1]:
+        raise DataError(
+            f"input has {x.shape[-1]} samples but target {y.shape[-1]} (at {sample_rate} Hz)",
+            both,
+            "crop the target to the dry file's length after aligning them (`nablafx data check` "
+            "estimates their latency)",
+        )
+    return x, y
+
+
+def _segment_starts(
+    length: int, segment_length: int, hop_length: int, region: tuple[float, float], path: Path
+) -> range:
+    """Start samples of the whole segments inside ``region``; a shorter remainder is dropped."""
+    if length < segment_length:
+        raise DataError(
+            f"the file holds {length} samples, fewer than one segment of {segment_length}",
+            path,
+            "use shorter segments (segment_seconds, test_segment_seconds) or a longer recording",
+        )
+    # Rounding (not flooring) keeps 0.9 * length from losing a sample to float error.
+    first, last = round(region[0] * length), round(region[1] * length)
+    if last - first < segment_length:
+        # Other files may fill this region (a short take among long ones): not fatal by itself.
+        warnings.warn(
+            f"{path}: its region {region[0]:g}-{region[1]:g} holds {last - first} samples, fewer than "
+            f"one segment of {segment_length}; no segments come from it",
+            stacklevel=3,
+        )
+    return range(first, last - segment_length + 1, hop_length)

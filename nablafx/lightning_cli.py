@@ -1,0 +1,79 @@
+"""LightningCLI set up for nablafx: one module class, one data module, sensible defaults.
+
+Defaults: wandb in offline mode under ``logs/`` (no account, no network), checkpoints
+``last.ckpt`` and the best by validation loss, and media logging. Any of these can be
+replaced in a trainer YAML or on the command line (``--trainer.logger false``).
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+import yaml
+from lightning.pytorch.callbacks import ModelCheckpoint
+from jsonargparse import lazy_instance
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import WandbLogger
+
+from nablafx.data.datamodule import EffectDataModule
+from nablafx.training.media import MediaLogger
+from nablafx.training.module import EffectModule
+
+
+def _ckpt_path(args: list[str]) -> str | None:
+    for i, arg in enumerate(args):
+        if arg == "--ckpt_path" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--ckpt_path="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def with_net_from_checkpoint(args: list[str]) -> list[str]:
+    """Let ``validate/test/predict --ckpt_path X`` run without a model config.
+
+    The checkpoint holds the net's config; it is given to the parser as the first
+    config, so model files or ``--model.*`` options on the command line still override it.
+    """
+    ckpt_path = _ckpt_path(args)
+    if not args or args[0] == "fit" or ckpt_path is None:
+        return args
+    if not Path(ckpt_path).is_file():
+        raise FileNotFoundError(f"--ckpt_path {ckpt_path}: no such checkpoint file")
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    net = checkpoint.get("hyper_parameters", {}).get("net")
+    if net is None:
+        return args
+    return [args[0], "--config", yaml.safe_dump({"model": {"net": net}}), *args[1:]]
+
+
+class NablaCLI(LightningCLI):
+    def __init__(self, args: list[str] | None = None):
+        args = with_net_from_checkpoint(list(sys.argv[1:] if args is None else args))
+        # We always pass args explicitly (possibly rewritten), which LightningCLI warns about.
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        super().__init__(
+            EffectModule,
+            EffectDataModule,
+            trainer_defaults={
+                "default_root_dir": "logs",
+                "logger": lazy_instance(WandbLogger, project="nablafx", save_dir="logs", offline=True),
+                "callbacks": [
+                    ModelCheckpoint(
+                        monitor="val/loss",
+                        mode="min",
+                        save_last=True,
+                        filename="best-step{step:07d}",
+                        auto_insert_metric_name=False,
+                    ),
+                    MediaLogger(),
+                ],
+            },
+            seed_everything_default=0,
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+            args=args,
+        )

@@ -1,0 +1,244 @@
+"""One LightningModule that trains any model of the calling convention.
+
+``EffectModule(net=...)`` wraps a :class:`~nablafx.core.StreamModule` (black-box net or
+gray-box chain) with the loss, metrics, optimiser, learning-rate schedule and optional
+truncated back-propagation through time (TBPTT). The net's plain-data config is saved
+in the checkpoint, so ``process``/``test``/``export`` need nothing but the checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import Tensor
+
+import nablafx
+from nablafx.core import StreamModule, detach_state, to_config
+from nablafx.training import metrics
+from nablafx.training.losses import TimeFrequencyLoss
+
+
+def parameter_groups(net: torch.nn.Module, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+    """Group trainable parameters by their optimiser hint.
+
+    A block may set ``param._optim = {"lr": ..., "lr_scale": ..., "weight_decay": ...}``
+    (e.g. S4's SSM parameters: own lr, no weight decay; gray-box MLP/FIR: lr x 0.01).
+    Parameters without a hint use the module's ``lr`` and ``weight_decay``.
+    """
+    grouped: dict[tuple, list[torch.nn.Parameter]] = {}
+    for param in net.parameters():
+        if param.requires_grad:
+            hint = getattr(param, "_optim", None) or {}
+            grouped.setdefault(tuple(sorted(hint.items())), []).append(param)
+    groups = []
+    for key, params in grouped.items():
+        hint = dict(key)
+        groups.append(
+            {
+                "params": params,
+                "lr": hint.get("lr", lr) * hint.get("lr_scale", 1.0),
+                "weight_decay": hint.get("weight_decay", weight_decay),
+            }
+        )
+    return groups
+
+
+class EffectModule(LightningModule):
+    """Train, validate, test and predict with any nablafx model.
+
+    Args:
+        net: the model (``y, state = net(x, knobs, state)``), e.g. ``nablafx.models.TCN``.
+        lr: AdamW learning rate (parameters may carry their own, see ``parameter_groups``).
+        weight_decay: AdamW weight decay.
+        betas: AdamW betas.
+        w_td: weight of the time-domain L1 loss.
+        w_fd: weight of the multi-resolution STFT loss.
+        lr_patience: validations without improvement before ReduceLROnPlateau halves the lr.
+        lr_factor: ReduceLROnPlateau factor.
+        grad_clip_value: clip every gradient element to +-this value before each step (None: off).
+        tbptt_chunk: if set, truncated BPTT: each segment is processed in chunks of this many
+            samples with one optimiser step per chunk, the state carried and detached between
+            chunks (papers: 4800 = 100 ms at 48 kHz). A final chunk shorter than this is skipped.
+        tbptt_burn_in: samples at the start of each segment run without gradient to warm up
+            the state before the first TBPTT chunk.
+    """
+
+    def __init__(
+        self,
+        net: StreamModule,
+        lr: float = 5e-3,
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        w_td: float = 1.0,
+        w_fd: float = 0.1,
+        lr_patience: int = 20,
+        lr_factor: float = 0.5,
+        grad_clip_value: float | None = 10.0,
+        tbptt_chunk: int | None = None,
+        tbptt_burn_in: int = 0,
+    ):
+        super().__init__()
+        if tbptt_chunk is not None and tbptt_chunk < 1:
+            raise ValueError(f"tbptt_chunk must be a positive number of samples or null, got {tbptt_chunk}")
+        self.save_hyperparameters(ignore=["net"])
+        self.hparams["net"] = to_config(net)  # plain data: checkpoints load with weights_only=True
+        self.net = net
+        self.loss = TimeFrequencyLoss(w_td, w_fd)
+        self.automatic_optimization = tbptt_chunk is None
+        self.sample_rate: int | None = None
+        self.knob_names: list[str] = []
+        self.dataset_name: str | None = None
+        self.val_esr: float | None = None
+        self._plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
+
+    # --- set-up ---------------------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is None:
+            return
+        self.sample_rate = datamodule.sample_rate
+        self.knob_names = list(datamodule.knob_names)
+        self.dataset_name = datamodule.dataset_name
+        if datamodule.num_knobs != self.net.num_knobs:
+            raise ValueError(
+                f"the data has {datamodule.num_knobs} knob(s) {self.knob_names} but the model "
+                f"{type(self.net).__name__} was built with num_knobs={self.net.num_knobs}; set "
+                f"--model.net.init_args.num_knobs {datamodule.num_knobs} (and a conditioning method "
+                f"that uses knobs) or choose the data's knobs with --data.knobs"
+            )
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(
+            parameter_groups(self.net, self.hparams.lr, self.hparams.weight_decay),
+            lr=self.hparams.lr,
+            betas=tuple(self.hparams.betas),
+            eps=1e-8,
+        )
+        # Stepped by hand on each validation (see on_validation_epoch_end), in both automatic
+        # and manual (TBPTT) optimisation, so validation frequency is free to choose.
+        self._plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=self.hparams.lr_factor, patience=self.hparams.lr_patience
+        )
+        return optimizer
+
+    # --- steps ----------------------------------------------------------------------------
+
+    def forward(self, x: Tensor, knobs: Tensor | None = None, state=None):
+        return self.net(x, knobs, state)
+
+    @staticmethod
+    def _knobs(knobs: Tensor) -> Tensor | None:
+        return knobs if knobs.numel() > 0 else None
+
+    def training_step(self, batch, batch_idx):
+        x, y, knobs = batch
+        knobs = self._knobs(knobs)
+        if self.hparams.tbptt_chunk is None:
+            y_hat, _ = self.net(x, knobs)
+            loss, l1, mrstft = self.loss(y_hat, y)
+        else:
+            loss, l1, mrstft = self._tbptt_step(x, y, knobs)
+        batch_size = x.shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        self.log("train/l1", l1, batch_size=batch_size)
+        self.log("train/mrstft", mrstft, batch_size=batch_size)
+        return loss
+
+    def _tbptt_step(self, x: Tensor, y: Tensor, knobs: Tensor | None):
+        optimizer = self.optimizers()
+        chunk, burn_in = self.hparams.tbptt_chunk, self.hparams.tbptt_burn_in
+        state = None
+        if burn_in > 0:
+            with torch.no_grad():
+                _, state = self.net(x[..., :burn_in], knobs, None)
+        totals = torch.zeros(3, device=x.device)
+        steps = 0
+        for start in range(burn_in, x.shape[-1] - chunk + 1, chunk):
+            y_hat, state = self.net(x[..., start : start + chunk], knobs, state)
+            loss, l1, mrstft = self.loss(y_hat, y[..., start : start + chunk])
+            optimizer.zero_grad()
+            self.manual_backward(loss)
+            optimizer.step()  # clipping happens in on_before_optimizer_step
+            state = detach_state(state)
+            totals += torch.stack([loss.detach(), l1.detach(), mrstft.detach()])
+            steps += 1
+        if steps == 0:
+            raise ValueError(
+                f"segments of {x.shape[-1]} samples leave no TBPTT chunk of {chunk} samples after a "
+                f"burn-in of {burn_in}; use longer segments (--data.segment_seconds) or a smaller tbptt_chunk"
+            )
+        return tuple(totals / steps)
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        if self.hparams.grad_clip_value is not None:
+            torch.nn.utils.clip_grad_value_(self.net.parameters(), self.hparams.grad_clip_value)
+
+    def _evaluate(self, batch, prefix: str) -> dict[str, Tensor]:
+        x, y, knobs = batch
+        y_hat, _ = self.net(x, self._knobs(knobs))
+        loss, l1, mrstft = self.loss(y_hat, y)
+        values = {
+            "loss": loss,
+            "l1": l1,
+            "mrstft": mrstft,
+            "esr": metrics.esr(y_hat, y),
+            "mse": metrics.mse(y_hat, y),
+        }
+        for name, value in values.items():
+            self.log(f"{prefix}/{name}", value, prog_bar=name == "loss", batch_size=x.shape[0])
+        return {"y_hat": y_hat.detach(), **values}
+
+    def validation_step(self, batch, batch_idx):
+        return self._evaluate(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        return self._evaluate(batch, "test")
+
+    def predict_step(self, batch, batch_idx):
+        x, _, knobs = batch
+        y_hat, _ = self.net(x, self._knobs(knobs))
+        return y_hat
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        metrics_now = self.trainer.callback_metrics
+        if "val/esr" in metrics_now:
+            self.val_esr = float(metrics_now["val/esr"])
+        if self._plateau is not None and "val/loss" in metrics_now:
+            self._plateau.step(float(metrics_now["val/loss"]))
+            self.log("lr", self._plateau.optimizer.param_groups[0]["lr"])
+
+    # --- checkpoint -----------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["nablafx"] = {
+            "version": nablafx.__version__,
+            "net": self.hparams["net"],
+            "sample_rate": self.sample_rate,
+            "num_knobs": self.net.num_knobs,
+            "knob_names": self.knob_names,
+            "dataset": self.dataset_name,
+            "val_esr": self.val_esr,
+            "receptive_field": self.net.receptive_field,
+            "latency": self.net.latency,
+        }
+        if self._plateau is not None:
+            checkpoint["nablafx_plateau"] = self._plateau.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        meta = checkpoint.get("nablafx", {})
+        self.sample_rate = meta.get("sample_rate")
+        self.knob_names = list(meta.get("knob_names") or [])
+        self.dataset_name = meta.get("dataset")
+        self.val_esr = meta.get("val_esr")
+        self._plateau_state = checkpoint.get("nablafx_plateau")
+
+    def on_fit_start(self) -> None:
+        # Resuming: restore the plateau schedule saved with the checkpoint.
+        saved = getattr(self, "_plateau_state", None)
+        if saved is not None and self._plateau is not None:
+            self._plateau.load_state_dict(saved)

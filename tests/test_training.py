@@ -1,0 +1,175 @@
+"""The LightningModule: loss, optimiser groups, TBPTT, gradient clipping, checkpoints, media."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from nablafx.core import StreamModule
+from nablafx.data.datamodule import EffectDataModule
+from nablafx.models import TCN
+from nablafx.training import EffectModule, MediaLogger, load_checkpoint
+from nablafx.training.metrics import esr
+from nablafx.training.module import parameter_groups
+
+SR = 48000
+
+
+@pytest.fixture(scope="module")
+def pairs_root(tmp_path_factory):
+    """Two 3 s noise recordings through tanh(3x): a learnable, memoryless 'device'."""
+    root = tmp_path_factory.mktemp("pairs")
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        x = (0.3 * rng.standard_normal(3 * SR)).astype(np.float32)
+        sf.write(root / f"{name}.input.wav", x, SR, subtype="FLOAT")
+        sf.write(root / f"{name}.target.wav", np.tanh(3 * x), SR, subtype="FLOAT")
+    return root
+
+
+def datamodule(root, **kwargs):
+    return EffectDataModule(
+        root=str(root),
+        pairs={"train": [["a.input.wav", "a.target.wav"]], "test": [["b.input.wav", "b.target.wav"]]},
+        segment_seconds=0.25,
+        test_segment_seconds=0.5,
+        batch_size=4,
+        **kwargs,
+    )
+
+
+def trainer(tmp_path, **kwargs):
+    options = dict(
+        max_steps=4, accelerator="cpu", enable_progress_bar=False, enable_model_summary=False,
+        default_root_dir=tmp_path, logger=False, limit_val_batches=1,
+    )
+    options.update(kwargs)
+    return Trainer(**options)
+
+
+def test_esr_is_per_example_and_independent_of_batch_size():
+    y = torch.randn(1, 1, 1000)
+    y_hat = 0.5 * y  # error energy is exactly a quarter of the signal's
+    assert esr(y_hat, y).item() == pytest.approx(0.25, rel=1e-5)
+    loud = torch.cat([y, 10 * y])
+    assert esr(0.5 * loud, loud).item() == pytest.approx(0.25, rel=1e-5)
+
+
+def test_optimiser_hints_reach_the_optimiser():
+    net = TCN(channels=4, num_blocks=2)
+    net.head.weight._optim = {"lr": 1e-3, "weight_decay": 0.0}
+    net.head.bias._optim = {"lr_scale": 0.01}
+    module = EffectModule(net, lr=5e-3, weight_decay=0.1)
+    optimizer = module.configure_optimizers()
+    group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    assert group_of[id(net.head.weight)]["lr"] == pytest.approx(1e-3)
+    assert group_of[id(net.head.weight)]["weight_decay"] == 0.0
+    assert group_of[id(net.head.bias)]["lr"] == pytest.approx(5e-5)
+    assert group_of[id(net.blocks[0].conv.weight)]["lr"] == pytest.approx(5e-3)
+    assert group_of[id(net.blocks[0].conv.weight)]["weight_decay"] == pytest.approx(0.1)
+    assert sum(len(g["params"]) for g in parameter_groups(net, 1.0, 0.0)) == len(list(net.parameters()))
+
+
+def test_gradient_clipping_by_value():
+    net = TCN(channels=4, num_blocks=2)
+    module = EffectModule(net, grad_clip_value=0.5)
+    for p in net.parameters():
+        p.grad = torch.full_like(p, 3.0)
+    module.on_before_optimizer_step(None)
+    assert max(p.grad.abs().max().item() for p in net.parameters()) == pytest.approx(0.5)
+
+
+class StateSpy(StreamModule):
+    """A one-gain model whose state counts samples seen; records the state it is handed."""
+
+    def __init__(self):
+        super().__init__()
+        self.gain = torch.nn.Parameter(torch.tensor(0.5))
+        self.received: list = []
+
+    def forward(self, x, knobs=None, state=None):
+        self.received.append(None if state is None else (float(state), state.requires_grad))
+        count = torch.zeros(()) if state is None else state
+        return self.gain * x, count + x.shape[-1] * self.gain  # a state that carries gradient
+
+
+class CountingModule(EffectModule):
+    clip_calls = 0
+
+    def on_before_optimizer_step(self, optimizer):
+        type(self).clip_calls += 1
+        super().on_before_optimizer_step(optimizer)
+
+
+def test_tbptt_steps_per_chunk_carries_and_detaches_state(pairs_root, tmp_path):
+    net = StateSpy()
+    chunk, burn_in = 3000, 1200  # 12000-sample segments: burn-in then 3 chunks, 1200 left over
+    module = CountingModule(net, tbptt_chunk=chunk, tbptt_burn_in=burn_in, w_fd=0.0)
+    CountingModule.clip_calls = 0
+    trainer(tmp_path, max_steps=6, limit_val_batches=0).fit(module, datamodule(pairs_root))
+    # one optimiser step per chunk: 2 batches x 3 chunks
+    assert trainer is not None and module.trainer.global_step == 6
+    assert CountingModule.clip_calls == 6  # clipping runs before every manual step
+    first_batch = net.received[:4]
+    assert first_batch[0] is None  # burn-in starts from silence
+    assert all(state is not None and not requires_grad for state, requires_grad in first_batch[1:])
+
+
+def test_checkpoint_round_trip_and_metadata(pairs_root, tmp_path):
+    net = TCN(channels=4, num_blocks=2, kernel_size=3)
+    module = EffectModule(net)
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    trainer(tmp_path, callbacks=[checkpoint]).fit(module, datamodule(pairs_root))
+    loaded, meta = load_checkpoint(tmp_path / "ckpt" / "last.ckpt")
+    assert meta["sample_rate"] == SR and meta["num_knobs"] == 0 and meta["receptive_field"] == net.receptive_field
+    assert meta["val_esr"] is not None
+    x = torch.randn(1, 1, 2000)
+    net.eval()
+    torch.testing.assert_close(loaded(x)[0], net(x)[0])
+
+
+def test_missing_or_foreign_checkpoint_gives_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope.ckpt")
+    torch.save({"state_dict": {}}, tmp_path / "foreign.ckpt")
+    with pytest.raises(ValueError, match="not a nablafx checkpoint"):
+        load_checkpoint(tmp_path / "foreign.ckpt")
+
+
+def test_knob_mismatch_between_data_and_model_is_reported(pairs_root, tmp_path):
+    root = pairs_root
+    data = EffectDataModule(
+        root=str(root),
+        knobs=["G"],
+        pairs={"train": [["a.input.wav", "a.target.wav", {"G": 0.5}]]},
+        segment_seconds=0.25,
+        batch_size=4,
+    )
+    with pytest.raises(ValueError, match="num_knobs=0"):
+        trainer(tmp_path).fit(EffectModule(TCN(channels=4, num_blocks=2)), data)
+
+
+@pytest.mark.parametrize("logger_kind", ["none", "csv", "tensorboard"])
+def test_media_logging_works_with_any_logger(pairs_root, tmp_path, logger_kind):
+    logger = {
+        "none": False,
+        "csv": CSVLogger(tmp_path / "csv"),
+        "tensorboard": TensorBoardLogger(tmp_path / "tb"),
+    }[logger_kind]
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "run" / "checkpoints")
+    module = EffectModule(TCN(channels=4, num_blocks=2, kernel_size=3))
+    fit = trainer(tmp_path, logger=logger, callbacks=[checkpoint, MediaLogger(num_examples=1, model_plots=False)])
+    fit.fit(module, datamodule(pairs_root))
+    media = sorted((tmp_path / "run" / "media").glob("val-step*"))
+    assert media, "no media written"
+    files = {p.name for p in media[-1].iterdir()}
+    assert {"00-input.wav", "00-target.wav", "00-prediction.wav", "spectrogram-00.png"} <= files
+    prediction, rate = sf.read(media[-1] / "00-prediction.wav")
+    assert rate == SR and len(prediction) == SR // 4 and np.isfinite(prediction).all()
+    if logger_kind == "tensorboard":
+        assert list((tmp_path / "tb").rglob("events.out.tfevents.*"))
