@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import scipy.signal  # noqa: E402
 import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 from lightning.pytorch import Callback, LightningModule, Trainer  # noqa: E402
@@ -31,22 +32,25 @@ def run_dir(trainer: Trainer) -> Path:
 
 
 def spectrogram_figure(signals: dict[str, np.ndarray], sample_rate: int) -> plt.Figure:
-    """Log-magnitude spectrograms side by side (shared colour scale), plus the error."""
+    """Log-magnitude spectrograms on one colour scale (dB re full scale), plus the error."""
     panels = dict(signals)
     if "target" in panels and "prediction" in panels:
         panels["error (target - prediction)"] = panels["target"] - panels["prediction"]
     fig, axes = plt.subplots(len(panels), 1, figsize=(10, 2.2 * len(panels)), sharex=True, squeeze=False)
+    n_fft = 2048
     for ax, (name, audio) in zip(axes[:, 0], panels.items()):
-        n_fft = 2048
-        if len(audio) < n_fft:
-            audio = np.pad(audio, (0, n_fft - len(audio)))
-        ax.specgram(audio, NFFT=n_fft, Fs=sample_rate, noverlap=n_fft * 3 // 4, vmin=-140, vmax=0, cmap="magma")
-        ax.set_ylabel("Hz")
-        ax.set_yscale("symlog", linthresh=200)
+        freqs, times, spectrum = scipy.signal.stft(
+            audio, fs=sample_rate, nperseg=n_fft, noverlap=n_fft * 3 // 4, boundary=None, padded=True
+        )
+        # |X| of a full-scale sine is 1/2 with scipy's scaling; the floor keeps silence finite.
+        level_db = 20 * np.log10(2 * np.abs(spectrum) + 1e-10)
+        image = ax.pcolormesh(times, freqs[1:], level_db[1:], vmin=-120, vmax=0, cmap="magma", shading="auto")
+        ax.set_yscale("log")
         ax.set_ylim(20, sample_rate / 2)
+        ax.set_ylabel("Hz")
         ax.set_title(name, fontsize=9)
+    fig.colorbar(image, ax=axes[:, 0].tolist(), label="dB", fraction=0.02)
     axes[-1, 0].set_xlabel("time (s)")
-    fig.tight_layout()
     return fig
 
 
@@ -130,7 +134,8 @@ class MediaLogger(Callback):
                         f"{stage}/audio/{name}", audios=clips, step=step,
                         sample_rate=[sample_rate] * len(clips), caption=[f"example {i}" for i in range(len(clips))],
                     )
-                logger.log_image(f"{stage}/figures", images=list(figures.values()), step=step, caption=list(figures))
+                for name, fig in figures.items():  # one key each: wandb wants equal sizes per key
+                    logger.log_image(f"{stage}/{name}", images=[fig], step=step)
             elif isinstance(logger, TensorBoardLogger):
                 for name, clips in audio.items():
                     for i, clip in enumerate(clips):

@@ -1,0 +1,313 @@
+"""``nablafx bench``: what a model costs -- parameters, receptive field, MACs, speed.
+
+For each model (a model config YAML such as ``cfg/model/tcn/tcn-45-s-16.yaml``, a folder
+of them, or a checkpoint) it reports:
+
+- ``params``: trainable parameters;
+- ``receptive_field``: input samples one output depends on (0 = unbounded: recurrent or
+  signal-adaptive models); ``conv_receptive_field`` for the convolution path when different;
+- ``macs_per_sample``: multiply-accumulates per output sample, counted by forward hooks on
+  Conv1d / Linear / LSTM / GRU / DiagonalSSM while streaming (block-rate layers count at their
+  own rate; the SSM counts its recurrent form, 8 real MACs per complex state + 1);
+- ``train_audio_seconds_per_second``: seconds of audio per second of forward + backward
+  (L1 loss) at ``--batch`` x ``--seconds`` (default 16 x 3 s, the papers' setting) with
+  ``--threads`` CPU threads; honours ``tbptt_chunk`` from the config (chunked, detached);
+- ``rtf_offline``: real-time factor = compute time / audio duration (< 1 is faster than
+  real time) of one call on ``--infer-seconds`` of audio, batch 1, ONE thread;
+- ``rtf_stream``: the same when fed host blocks of 32 .. 4096 samples with the carried state,
+  one thread -- what a plugin pays. ``stream_overhead_64`` = rtf_stream[64] / rtf_offline.
+
+``--quick`` reports only params / receptive field / MACs and is fast over every config.
+Timings are the best of ``--repeats`` runs; on a shared machine they are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+
+from nablafx.core import detach_state, from_config
+
+NAME = "bench"
+HELP = "measure params, receptive field, MACs/sample, training throughput and real-time factors of models"
+SAMPLE_RATE = 48_000
+DEFAULT_BLOCK_SIZES = (32, 64, 128, 256, 512, 1024, 2048, 4096)
+
+
+EPILOG = """\
+RTF = compute time / audio duration (< 1: faster than real time); inference timings use one
+CPU thread, as a plugin's audio thread would. MACs count Conv1d/Linear/LSTM/GRU/SSM layers
+only (not DSP processors of gray-box chains).
+
+examples:
+  nablafx bench cfg/model/tcn/tcn-45-s-16.yaml
+  nablafx bench --quick cfg/model            # params / receptive field / MACs of every config
+  nablafx bench --json --batch 4 --seconds 1 logs/proj/run/checkpoints/last.ckpt
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
+    parser.add_argument("models", nargs="+", help="model config YAML(s), folders of them, or checkpoint(s)")
+    parser.add_argument("--quick", action="store_true", help="only params, receptive field and MACs (fast)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per model")
+    parser.add_argument("--batch", type=int, default=16, help="training batch size (default 16)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="training segment length in s (default 3)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for training (default: torch's)")
+    parser.add_argument("--infer-seconds", type=float, default=10.0, help="audio for the offline RTF (default 10)")
+    parser.add_argument("--stream-seconds", type=float, default=2.0, help="audio per streaming block size (default 2)")
+    parser.add_argument("--block-sizes", type=int, nargs="+", default=list(DEFAULT_BLOCK_SIZES),
+                        help="host block sizes for the streaming RTF (default 32 .. 4096)")
+    parser.add_argument("--repeats", type=int, default=2, help="timing runs, best kept (default 2)")
+    parser.add_argument("--sample-rate", type=int, default=SAMPLE_RATE, help="for the RTFs (default 48000)")
+
+
+# --- loading ------------------------------------------------------------------------------------------
+
+
+def expand_paths(paths: list[str]) -> list[Path]:
+    found: list[Path] = []
+    for p in map(Path, paths):
+        found.extend(sorted(p.rglob("*.yaml")) if p.is_dir() else [p])
+    return found
+
+
+def load_model(path: Path) -> tuple[nn.Module, dict]:
+    """The net and its training options (e.g. ``tbptt_chunk``) from a config YAML or a checkpoint."""
+    if path.suffix in (".yaml", ".yml"):
+        document = yaml.safe_load(path.read_text()) or {}
+        module_args = document.get("model", document)
+        net_config = module_args.get("net", module_args)
+        if not isinstance(net_config, dict) or "class_path" not in net_config:
+            raise ValueError(f"{path}: no model.net class_path/init_args found")
+        return from_config(net_config), {k: v for k, v in module_args.items() if k != "net"}
+    from nablafx.training.checkpoint import load_checkpoint  # local: YAML benchmarks need no training stack
+
+    model, _ = load_checkpoint(path)
+    hparams = torch.load(path, map_location="cpu", weights_only=True).get("hyper_parameters", {})
+    return model, {k: v for k, v in hparams.items() if k != "net"}
+
+
+def example_knobs(model: nn.Module, batch: int) -> torch.Tensor | None:
+    n = getattr(model, "num_knobs", 0)
+    return torch.rand(batch, n) if n else None
+
+
+def example_signal(batch: int, length: int) -> torch.Tensor:
+    torch.manual_seed(0)
+    return 0.3 * torch.randn(batch, 1, length)
+
+
+# --- static measures ------------------------------------------------------------------------------------
+
+
+def count_macs(model: nn.Module, block: int = 2048) -> float:
+    """MACs per output sample, counted by hooks while streaming a warmed-up block."""
+    from nablafx.models.s4 import DiagonalSSM  # local: bench must not fail for models without S4
+
+    total = 0.0
+
+    def hook(module, inputs, output):
+        nonlocal total
+        x = inputs[0]
+        out = output[0] if isinstance(output, tuple) else output
+        if isinstance(module, nn.Conv1d):
+            total += out.numel() * module.in_channels // module.groups * module.kernel_size[0]
+        elif isinstance(module, nn.Linear):
+            total += out.numel() * module.in_features
+        elif isinstance(module, (nn.LSTM, nn.GRU)):
+            gates = 4 if isinstance(module, nn.LSTM) else 3
+            steps = x.numel() // x.shape[-1]  # batch * time
+            total += steps * gates * module.hidden_size * (module.input_size + module.hidden_size)
+        elif isinstance(module, DiagonalSSM):
+            total += x.numel() * (8 * module.state_size + 1)
+
+    handles = [
+        m.register_forward_hook(hook)
+        for m in model.modules()
+        if isinstance(m, (nn.Conv1d, nn.Linear, nn.LSTM, nn.GRU, DiagonalSSM))
+    ]
+    model.eval()
+    knobs = example_knobs(model, 1)
+    x = example_signal(1, 2 * block)
+    with torch.no_grad():
+        _, state = model(x[..., :block], knobs)
+        total = 0.0  # count the second block only: steady-state control steps
+        model(x[..., block:], knobs, state)
+    for h in handles:
+        h.remove()
+    return total / block
+
+
+def static_report(model: nn.Module) -> dict:
+    report = {
+        "params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "receptive_field": int(getattr(model, "receptive_field", 0)),
+        "macs_per_sample": round(count_macs(model)),
+    }
+    conv_rf = getattr(model, "conv_receptive_field", None)
+    if conv_rf is not None and conv_rf != report["receptive_field"]:
+        report["conv_receptive_field"] = int(conv_rf)
+    return report
+
+
+# --- timings --------------------------------------------------------------------------------------------
+
+
+def best_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def training_throughput(model: nn.Module, options: dict, args) -> float:
+    """Seconds of audio per second of forward + backward (L1 loss), TBPTT if configured."""
+    length = int(args.seconds * args.sample_rate)
+    x = example_signal(args.batch, length)
+    knobs = example_knobs(model, args.batch)
+    chunk = options.get("tbptt_chunk") or length
+    model.train()
+
+    def step():
+        state = None
+        for start in range(0, length, chunk):
+            piece = x[..., start : start + chunk]
+            y, state = model(piece, knobs, state)
+            (y - piece).abs().mean().backward()
+            state = detach_state(state)
+        model.zero_grad(set_to_none=True)
+
+    step_small = lambda: model(x[:1, :, : min(length, 4096)], example_knobs(model, 1))  # noqa: E731
+    step_small()  # warm-up (allocations, lazy init)
+    return args.batch * args.seconds / best_time(step, args.repeats)
+
+
+@torch.no_grad()
+def offline_rtf(model: nn.Module, args) -> float:
+    length = int(args.infer_seconds * args.sample_rate)
+    x, knobs = example_signal(1, length), example_knobs(model, 1)
+    model.eval()
+    model(x[..., :4096], knobs)
+    return best_time(lambda: model(x, knobs), args.repeats) / args.infer_seconds
+
+
+@torch.no_grad()
+def stream_rtf(model: nn.Module, block_size: int, args) -> float:
+    length = int(args.stream_seconds * args.sample_rate)
+    length -= length % block_size
+    x, knobs = example_signal(1, length), example_knobs(model, 1)
+    model.eval()
+    _, warm_state = model(x[..., : 4 * block_size], knobs)  # steady state, caches allocated
+
+    def stream():
+        state = warm_state
+        for start in range(0, length, block_size):
+            _, state = model(x[..., start : start + block_size], knobs, state)
+
+    return best_time(stream, args.repeats) / (length / args.sample_rate)
+
+
+def full_report(model: nn.Module, options: dict, args) -> dict:
+    report = static_report(model)
+    threads = torch.get_num_threads()
+    train_threads = args.threads or threads
+    try:
+        torch.set_num_threads(train_threads)
+        report["train_audio_seconds_per_second"] = round(training_throughput(model, options, args), 3)
+        report["train_threads"] = train_threads
+        report["train_batch"] = [args.batch, args.seconds]
+        torch.set_num_threads(1)  # what a plugin thread gets
+        report["inference_threads"] = 1
+        report["rtf_offline"] = round(offline_rtf(model, args), 5)
+        report["rtf_stream"] = {str(b): round(stream_rtf(model, b, args), 5) for b in args.block_sizes}
+        if "64" in report["rtf_stream"]:
+            report["stream_overhead_64"] = round(report["rtf_stream"]["64"] / report["rtf_offline"], 2)
+    finally:
+        torch.set_num_threads(threads)
+    return report
+
+
+# --- output ---------------------------------------------------------------------------------------------
+
+
+def format_report(name: str, report: dict) -> str:
+    rf = report["receptive_field"]
+    rf_text = f"{rf} samples ({1000 * rf / SAMPLE_RATE:.1f} ms)" if rf else "unbounded (recurrent)"
+    if "conv_receptive_field" in report:
+        rf_text += f"; conv path {report['conv_receptive_field']}"
+    lines = [
+        name,
+        f"  params                 {report['params']:,}",
+        f"  receptive field        {rf_text}",
+        f"  MACs per sample        {report['macs_per_sample']:,}",
+    ]
+    if "train_audio_seconds_per_second" in report:
+        batch, seconds = report["train_batch"]
+        lines += [
+            f"  training               {report['train_audio_seconds_per_second']:.2f} s of audio / s "
+            f"(fwd+bwd, batch {batch} x {seconds:g} s, {report['train_threads']} threads)",
+            f"  offline RTF (1 thread) {report['rtf_offline']:.4f}  ({1 / report['rtf_offline']:.1f}x real time)",
+            "  streaming RTF (1 thread, block size: RTF, x real time)",
+        ]
+        for block, rtf in report["rtf_stream"].items():
+            lines.append(f"    {int(block):>5}  {rtf:.4f}  {1 / rtf:8.1f}x")
+        if "stream_overhead_64" in report:
+            lines.append(f"  64-sample streaming costs {report['stream_overhead_64']:.2f}x offline per sample")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    paths = expand_paths(args.models)
+    if not paths:
+        print("bench: no model configs found", file=sys.stderr)
+        return 2
+    if args.quick and not args.json:
+        print(f"{'model':<28} {'params':>9} {'rf':>8} {'MACs/sample':>12}")
+    status = 0
+    for path in paths:
+        threads = torch.get_num_threads()
+        try:
+            torch.manual_seed(0)
+            model, options = load_model(path)
+            if args.quick:
+                torch.set_num_threads(1)  # small forward passes: one thread is fastest
+                report = static_report(model)
+            else:
+                report = full_report(model, options, args)
+        except Exception as error:  # report and go on with the other models
+            print(f"bench: {path}: {error}", file=sys.stderr)
+            status = 1
+            continue
+        finally:
+            torch.set_num_threads(threads)
+        if args.json:
+            print(json.dumps({"model": str(path), **report}))
+        elif args.quick:
+            rf = report["receptive_field"] or "inf"
+            print(f"{path.stem:<28} {report['params']:>9,} {rf:>8} {report['macs_per_sample']:>12,}")
+        else:
+            print(format_report(str(path), report))
+        sys.stdout.flush()
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog=f"nablafx {NAME}", description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,10 @@
+"""Controllers that produce processor controls in (0, 1): static, static-conditional, dynamic(-conditional).
+
+``controls, state = controller(x, knobs, state)``; see :mod:`nablafx.controllers.base`.
+"""
+
+from nablafx.controllers.base import Controller
+from nablafx.controllers.dynamic import DynamicController
+from nablafx.controllers.static import StaticConditionalController, StaticController
+
+__all__ = ["Controller", "DynamicController", "StaticConditionalController", "StaticController"]

@@ -1,0 +1,43 @@
+"""Plumbing shared by the block-stack models (TCN, GCN, S4): conditioning, state layout, checks.
+
+State layout of a block-stack model (plain data, so it can be carried, detached and
+exported): a list with one entry per block, followed by one more entry -- the shared
+encoder's state -- only when the conditioning method has one (TVFiLM). A block's entry
+is its own state (e.g. the cached convolution context), or ``(own, modulator_state)``
+when its modulator carries state (TFiLM, TTFiLM).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from nablafx.core import State, StreamModule
+from nablafx.models.conditioning import Conditioning
+
+
+class ConditionedNet(StreamModule):
+    """A mono effect model made of blocks, each optionally modulated by one conditioning method."""
+
+    def _setup_conditioning(self, num_knobs: int, conditioning: str, control_block_size: int) -> None:
+        self.num_knobs = num_knobs
+        self.conditioning = Conditioning(conditioning, num_knobs, control_block_size)
+
+    def unpack_state(self, state: State, num_blocks: int) -> tuple[list, State]:
+        if state is None:
+            return [None] * num_blocks, None
+        expected = num_blocks + int(self.conditioning.has_state)
+        if len(state) != expected:
+            raise ValueError(
+                f"{type(self).__name__} expects a state list of {expected} entries, got {len(state)}; "
+                "pass back the state this model returned (or None to start from silence)"
+            )
+        encoder_state = state[num_blocks] if self.conditioning.has_state else None
+        return list(state[:num_blocks]), encoder_state
+
+    def pack_state(self, block_states: list, encoder_state: State) -> list:
+        return block_states + [encoder_state] if self.conditioning.has_state else block_states
+
+    def check_input(self, x: Tensor, knobs: Tensor | None) -> None:
+        super().check_input(x, knobs)
+        if x.shape[1] != 1:
+            raise ValueError(f"{type(self).__name__} is a mono model; got {x.shape[1]} audio channels")
