@@ -3,7 +3,7 @@
 ``fit | validate | test | predict`` are LightningCLI runs configured by YAML files
 (``-c cfg/data/... -c cfg/model/... -c cfg/trainer/...``, any key overridable on the
 command line). The other subcommands are plain tools: data synthesis and checks,
-applying a checkpoint to a file, export, benchmarks and pretraining.
+applying a checkpoint to a file, benchmarks and pretraining.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ TOOL_COMMANDS = [
     ("data", "synth"),
     ("data", "check"),
     (None, "process"),
-    (None, "export"),
     (None, "bench"),
     (None, "pretrain"),
 ]
@@ -55,7 +54,7 @@ def selected_tools(argv: list[str]) -> list[tuple[str | None, str]]:
 def build_parser(tools: list[tuple[str | None, str]] = TOOL_COMMANDS) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nablafx",
-        description="Differentiable audio effect modeling: train, check data, stream, export.",
+        description="Differentiable audio effect modeling: train, check data, stream.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example: nablafx fit -c cfg/quickstart.yaml",
     )
