@@ -41,3 +41,17 @@ class ConditionedNet(StreamModule):
         super().check_input(x, knobs)
         if x.shape[1] != 1:
             raise ValueError(f"{type(self).__name__} is a mono model; got {x.shape[1]} audio channels")
+
+
+class DilatedConvNet(ConditionedNet):
+    """A block stack whose blocks each hold a dilated causal ``conv`` (TCN, GCN)."""
+
+    @property
+    def conv_receptive_field(self) -> int:
+        """Receptive field of the convolution path alone: ``1 + sum (k - 1) g**n``."""
+        return 1 + sum(block.conv.context for block in self.blocks)
+
+    @property
+    def receptive_field(self) -> int:
+        """The convolution path's receptive field; 0 (unbounded) when an LSTM modulates the features."""
+        return 0 if self.conditioning.time_varying else self.conv_receptive_field

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from nablafx.core import State
-from nablafx.models.base import ConditionedNet
+from nablafx.models.base import DilatedConvNet
 from nablafx.models.causal_conv import CausalConv1d
 from nablafx.models.conditioning import Conditioning, join_block_state, run_modulator, split_block_state
 from nablafx.models.tcn import ConditioningName
@@ -45,7 +45,7 @@ class GCNBlock(nn.Module):
         return out, z, join_block_state(conv_state, modulation_state, self.modulation)
 
 
-class GCN(ConditionedNet):
+class GCN(DilatedConvNet):
     """Causal gated convolutional network with concatenated skips (see module docstring).
 
     Arguments and state layout as :class:`nablafx.models.TCN`.
@@ -68,15 +68,6 @@ class GCN(ConditionedNet):
             for n in range(num_blocks)
         )
         self.head = nn.Conv1d(channels * num_blocks, 1, 1)
-
-    @property
-    def conv_receptive_field(self) -> int:
-        return 1 + sum(block.conv.context for block in self.blocks)
-
-    @property
-    def receptive_field(self) -> int:
-        """``1 + sum (k - 1) g**n``; 0 (unbounded) when an LSTM modulates the features."""
-        return 0 if self.conditioning.time_varying else self.conv_receptive_field
 
     def forward(self, x: Tensor, knobs: Tensor | None = None, state: State = None) -> tuple[Tensor, State]:
         self.check_input(x, knobs)

@@ -19,7 +19,7 @@ from typing import Literal
 from torch import Tensor, nn
 
 from nablafx.core import State
-from nablafx.models.base import ConditionedNet
+from nablafx.models.base import DilatedConvNet
 from nablafx.models.causal_conv import CausalConv1d, ChannelGain1d
 from nablafx.models.conditioning import Conditioning, join_block_state, run_modulator, split_block_state
 
@@ -46,7 +46,7 @@ class TCNBlock(nn.Module):
         return h.tanh() + self.residual(x), join_block_state(conv_state, modulation_state, self.modulation)
 
 
-class TCN(ConditionedNet):
+class TCN(DilatedConvNet):
     """Causal TCN; ``channels``/``num_blocks``/``kernel_size``/``dilation_growth`` as in the model zoo.
 
     Args:
@@ -76,16 +76,6 @@ class TCN(ConditionedNet):
             for n in range(num_blocks)
         )
         self.head = nn.Conv1d(channels, 1, 1)
-
-    @property
-    def conv_receptive_field(self) -> int:
-        """Receptive field of the convolution path alone."""
-        return 1 + sum(block.conv.context for block in self.blocks)
-
-    @property
-    def receptive_field(self) -> int:
-        """``1 + sum (k - 1) g**n``; 0 (unbounded) when an LSTM modulates the features."""
-        return 0 if self.conditioning.time_varying else self.conv_receptive_field
 
     def forward(self, x: Tensor, knobs: Tensor | None = None, state: State = None) -> tuple[Tensor, State]:
         self.check_input(x, knobs)
