@@ -25,6 +25,7 @@ TOOL_COMMANDS = [
     ("data", "synth"),
     ("data", "check"),
     (None, "process"),
+    (None, "export"),
     (None, "bench"),
     (None, "pretrain"),
 ]
@@ -54,7 +55,7 @@ def selected_tools(argv: list[str]) -> list[tuple[str | None, str]]:
 def build_parser(tools: list[tuple[str | None, str]] = TOOL_COMMANDS) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nablafx",
-        description="Differentiable audio effect modeling: train, check data, stream.",
+        description="Differentiable audio effect modeling: train, check data, stream, export to plugins.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example: nablafx fit -c cfg/quickstart.yaml",
     )

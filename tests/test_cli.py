@@ -90,7 +90,7 @@ def test_unknown_config_key_is_rejected(synth_root, tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "command",
-    [["fit"], ["test"], ["data", "synth"], ["data", "check"], ["process"], ["bench"], ["pretrain"]],
+    [["fit"], ["test"], ["data", "synth"], ["data", "check"], ["process"], ["export"], ["bench"], ["pretrain"]],
 )
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:

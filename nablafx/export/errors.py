@@ -1,0 +1,9 @@
+"""Why an export can fail: the model does not fit the format, or the artefact does not match."""
+
+
+class UnsupportedExport(ValueError):
+    """The model cannot be expressed in the requested format; raised before anything is written."""
+
+
+class ExportCheckFailed(ValueError):
+    """The written artefact, run by its consumer, does not reproduce the PyTorch model."""

@@ -1,0 +1,95 @@
+"""What every export records about the model: family and config, rates, knobs, data, quality, latency."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from torch import nn
+
+import nablafx
+from nablafx.core import to_config
+from nablafx.export.families import model_family
+
+
+@dataclass
+class ExportMetadata:
+    """Plain-data description written into (or next to) every exported artefact.
+
+    Knob values are normalised to [0, 1] everywhere in nablafx, so every range is [0, 1];
+    ``knob_names`` are the data's knob names in the model's input order.
+    """
+
+    family: str
+    net: dict
+    sample_rate: int | None
+    knob_names: list[str]
+    knob_ranges: list[list[float]]
+    dataset: str | None
+    val_esr: float | None
+    latency: int
+    receptive_field: int
+    nablafx_version: str
+    date: str
+    name: str
+    author: str | None = None
+    description: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def describe(cls, net: nn.Module, checkpoint_meta: dict | None = None, *, sample_rate: int | None = None,
+                 name: str | None = None, author: str | None = None, description: str | None = None,
+                 now: _dt.datetime | None = None) -> "ExportMetadata":
+        """Collect the metadata of ``net`` from its checkpoint's ``nablafx`` dict and CLI options.
+
+        ``sample_rate`` overrides the checkpoint's; knob names default to ``knob1``, ``knob2``, ...
+        """
+        meta = dict(checkpoint_meta or {})
+        num_knobs = net.num_knobs
+        knob_names = list(meta.get("knob_names") or [f"knob{i + 1}" for i in range(num_knobs)])
+        if len(knob_names) != num_knobs:
+            raise ValueError(
+                f"the checkpoint names {len(knob_names)} knob(s) {knob_names} but the model takes {num_knobs}"
+            )
+        rate = sample_rate if sample_rate is not None else meta.get("sample_rate")
+        family = model_family(net)
+        dataset = meta.get("dataset")
+        now = now or _dt.datetime.now().astimezone()
+        return cls(
+            family=family,
+            net=to_config(net),
+            sample_rate=int(rate) if rate is not None else None,
+            knob_names=knob_names,
+            knob_ranges=[[0.0, 1.0] for _ in knob_names],
+            dataset=dataset,
+            val_esr=None if meta.get("val_esr") is None else float(meta["val_esr"]),
+            latency=int(net.latency),
+            receptive_field=int(net.receptive_field),
+            nablafx_version=nablafx.__version__,
+            date=now.isoformat(timespec="seconds"),
+            name=name or "-".join(part for part in (dataset, family) if part),
+            author=author,
+            description=description,
+        )
+
+    @property
+    def num_knobs(self) -> int:
+        return len(self.knob_names)
+
+    @property
+    def datetime(self) -> _dt.datetime:
+        return _dt.datetime.fromisoformat(self.date)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if not data["extra"]:
+            data.pop("extra")
+        return data
+
+    def summary(self) -> str:
+        """One line for descriptions that have little room (plugin browsers)."""
+        esr = f", validation ESR {self.val_esr:.4g}" if self.val_esr is not None else ""
+        data = f" trained on {self.dataset}" if self.dataset else ""
+        knobs = f", knobs {', '.join(self.knob_names)}" if self.knob_names else ""
+        return f"nablafx {self.family}{data}{esr}{knobs}"

@@ -1,0 +1,263 @@
+"""Neural Amp Modeler ``.nam`` export (JSON) for the LSTM and WaveNet families.
+
+Top level: ``version`` ("0.5.4", the legacy WaveNet keys every NAM loader reads),
+``architecture`` ("LSTM" or "WaveNet"), ``config``, ``weights`` (one flat list),
+``sample_rate`` (int) and ``metadata`` (``date`` {year, month, day, hour, minute,
+second}; ``name``, ``modeled_by``, ``gear_make``, ``gear_model``, ``gear_type``,
+``tone_type`` when given; ``training`` {``validation_esr``}; and ``nablafx``, the full
+export metadata). ``loudness`` and ``gain`` are left out: NAM measures them on its own
+reference recording, which nablafx does not ship; the plugin then skips loudness
+normalisation for the model.
+
+LSTM (our :class:`~nablafx.models.RNN` with ``cell="lstm"``, no knobs, no residual, no
+output tanh -- NAM's LSTM has none of these). Config ``{input_size: 1, hidden_size: H,
+num_layers: 1}``. Weights: ``[W_ih | W_hh]`` as one ``(4H, 1 + H)`` matrix, row-major,
+gates i, f, g, o (PyTorch's order); ``b_ih + b_hh`` (4H); the initial hidden state (H)
+and cell state (H); then the head weight (H) and bias (1). The initial state is the
+model's state after :data:`BURN_IN` samples of silence, as NAM's own trainer writes it,
+so the plugin starts settled instead of with the LSTM's start-up transient.
+NAM runs a WaveNet as if silence preceded the input (see :func:`settled_state`); both
+differ from nablafx's ``state=None`` (zero state) only in the first receptive field.
+
+WaveNet (:class:`~nablafx.models.wavenet.WaveNet` without knobs): the layout is ours
+already (see that module). Config ``{layers: [{input_size, condition_size, head_size,
+channels, kernel_size, dilations, activation, gated, head_bias}, ...], head: null,
+head_scale}``. Weights per layer array: rechannel; per layer conv weight
+``(out, in, k)``, conv bias, input-mixer weight, 1x1 weight, 1x1 bias; head rechannel
+weight (and bias); after all arrays ``head_scale``. Tensors are flattened in PyTorch
+order, tap 0 being the oldest sample.
+
+:func:`run_nam` is a small NumPy reader of both layouts; the export check runs the written
+file through it (the tests also read the files back with NAM's own loader).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from nablafx.export.check import max_error, reference_output
+from nablafx.export.errors import UnsupportedExport
+from nablafx.export.families import model_family
+from nablafx.export.metadata import ExportMetadata
+
+VERSION = "0.5.4"
+GEAR_TYPES = ("amp", "pedal", "pedal_amp", "amp_cab", "amp_pedal_cab", "preamp", "studio")
+TONE_TYPES = ("clean", "overdrive", "crunch", "hi_gain", "fuzz")
+#: Samples of silence run through an LSTM to find the initial state written to the file.
+BURN_IN = 48_000
+SUPPORTED = "lstm (no knobs, no residual, no output tanh), wavenet (no knobs)"
+
+
+def check(net: nn.Module, metadata: ExportMetadata) -> None:
+    family = metadata.family
+    if family not in ("lstm", "wavenet"):
+        raise UnsupportedExport(f"NAM has layouts for LSTM and WaveNet only ({SUPPORTED}); this model is a {family}")
+    if net.num_knobs:
+        raise UnsupportedExport(
+            f"NAM's plugin has no knobs, but this model takes {net.num_knobs} ({', '.join(metadata.knob_names)}); "
+            "export one snapshot model per setting, or use the torchscript/onnx/neutone/aidax formats"
+        )
+    if family == "lstm":
+        reasons = []
+        if net.residual:
+            reasons.append("residual=true (NAM's LSTM output is the head alone; train with residual: false)")
+        if net.output_tanh:
+            reasons.append("output_tanh=true (NAM's LSTM has no output tanh; train with output_tanh: false)")
+        if net.conditioning != "none":
+            reasons.append(f"conditioning={net.conditioning!r} (NAM's LSTM takes the audio alone)")
+        if reasons:
+            raise UnsupportedExport(
+                "this LSTM does not fit NAM's LSTM layout: " + "; ".join(reasons)
+                + " -- cfg/model/plugin/nam-lstm-16.yaml is a ready config"
+            )
+
+
+@torch.no_grad()
+def lstm_initial_state(net: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(h, c)`` of the LSTM after :data:`BURN_IN` samples of silence, each ``(1, 1, H)``."""
+    _, (h, c) = net.rnn(torch.zeros(1, BURN_IN, 1))
+    return h, c
+
+
+def _flat(*tensors: torch.Tensor) -> list[float]:
+    return torch.cat([t.detach().reshape(-1).to(torch.float32) for t in tensors]).tolist()
+
+
+def _lstm(net: nn.Module) -> tuple[dict, list[float]]:
+    rnn = net.rnn
+    h, c = lstm_initial_state(net)
+    weights = _flat(
+        torch.cat([rnn.weight_ih_l0, rnn.weight_hh_l0], dim=1),
+        rnn.bias_ih_l0 + rnn.bias_hh_l0,
+        h, c,
+        net.head.weight, net.head.bias,
+    )
+    return {"input_size": 1, "hidden_size": rnn.hidden_size, "num_layers": 1}, weights
+
+
+def _wavenet(net: nn.Module) -> tuple[dict, list[float]]:
+    layers, tensors = [], []
+    for array, spec in zip(net.arrays, net.layer_specs):
+        layers.append({
+            "input_size": array.rechannel.in_features,
+            "condition_size": net.condition_size,
+            "head_size": spec["head_size"],
+            "channels": spec["channels"],
+            "kernel_size": spec["kernel_size"],
+            "dilations": list(spec["dilations"]),
+            "activation": spec["activation"],
+            "gated": spec["gated"],
+            "head_bias": spec["head_bias"],
+        })
+        tensors.append(array.rechannel.weight)
+        for layer in array.layers:
+            tensors += layer.nam_tensors()
+        tensors.append(array.head_rechannel.weight)
+        if array.head_rechannel.bias is not None:
+            tensors.append(array.head_rechannel.bias)
+    tensors.append(net.head_scale)
+    return {"layers": layers, "head": None, "head_scale": float(net.head_scale)}, _flat(*tensors)
+
+
+def nam_document(net: nn.Module, metadata: ExportMetadata, *, gear_type: str | None = None,
+                 tone_type: str | None = None, gear_make: str | None = None, gear_model: str | None = None) -> dict:
+    """The ``.nam`` file as a dict (see module docstring)."""
+    if metadata.sample_rate is None:
+        raise UnsupportedExport("a .nam file must state its sample rate: pass --sample-rate (e.g. 48000)")
+    for value, allowed, option in ((gear_type, GEAR_TYPES, "gear type"), (tone_type, TONE_TYPES, "tone type")):
+        if value is not None and value not in allowed:
+            raise UnsupportedExport(f"NAM {option} {value!r} is not one of {', '.join(allowed)}")
+    architecture, (config, weights) = (
+        ("LSTM", _lstm(net)) if metadata.family == "lstm" else ("WaveNet", _wavenet(net))
+    )
+    when = metadata.datetime
+    user = {"name": metadata.name, "modeled_by": metadata.author, "gear_make": gear_make,
+            "gear_model": gear_model, "gear_type": gear_type, "tone_type": tone_type}
+    nam_metadata = {
+        "date": {"year": when.year, "month": when.month, "day": when.day,
+                 "hour": when.hour, "minute": when.minute, "second": when.second},
+        # NAM's readers treat absent keys as unknown; a null where they expect a string or
+        # number is not safe in every loader, so unknown values are left out.
+        **{key: value for key, value in user.items() if value is not None},
+        "training": {"validation_esr": metadata.val_esr} if metadata.val_esr is not None else {},
+        "nablafx": metadata.to_dict(),
+    }
+    if architecture == "LSTM":
+        nam_metadata["nablafx"]["extra"] = {"initial_state": f"after {BURN_IN} samples of silence"}
+    return {
+        "version": VERSION,
+        "architecture": architecture,
+        "config": config,
+        "weights": weights,
+        "sample_rate": int(metadata.sample_rate),
+        "metadata": nam_metadata,
+    }
+
+
+def write(net: nn.Module, metadata: ExportMetadata, path: Path, **options) -> None:
+    document = nam_document(net, metadata, **options)
+    Path(path).write_text(json.dumps(document))
+
+
+# --- NumPy reader ---------------------------------------------------------------------------
+
+def run_nam(document: dict, x: np.ndarray) -> np.ndarray:
+    """Run a ``.nam`` document (LSTM or WaveNet layout) on ``x`` (1-D), from its initial state."""
+    weights = np.asarray(document["weights"], dtype=np.float64)
+    if document["architecture"] == "LSTM":
+        return _run_lstm(document["config"], weights, x)
+    if document["architecture"] == "WaveNet":
+        return _run_wavenet(document["config"], weights, x)
+    raise ValueError(f"no reader for NAM architecture {document['architecture']!r}")
+
+
+class _Reader:
+    def __init__(self, weights: np.ndarray):
+        self.weights, self.position = weights, 0
+
+    def take(self, *shape: int) -> np.ndarray:
+        size = int(np.prod(shape))
+        values = self.weights[self.position : self.position + size]
+        self.position += size
+        return values.reshape(shape)
+
+
+def _sigmoid(v: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-v))
+
+
+def _run_lstm(config: dict, weights: np.ndarray, x: np.ndarray) -> np.ndarray:
+    hidden, inputs = config["hidden_size"], config["input_size"]
+    read = _Reader(weights)
+    matrix, bias = read.take(4 * hidden, inputs + hidden), read.take(4 * hidden)
+    h, c = read.take(hidden), read.take(hidden)
+    head_w, head_b = read.take(hidden), read.take(1)
+    y = np.empty(len(x))
+    for t, sample in enumerate(x.astype(np.float64)):
+        gates = matrix @ np.concatenate([[sample], h]) + bias
+        i, f, g, o = np.split(gates, 4)
+        c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
+        h = _sigmoid(o) * np.tanh(c)
+        y[t] = head_w @ h + head_b[0]
+    return y
+
+
+_NUMPY_ACTIVATIONS = {"Tanh": np.tanh, "ReLU": lambda v: np.maximum(v, 0.0), "Sigmoid": _sigmoid,
+                      "Hardtanh": lambda v: np.clip(v, -1.0, 1.0), "LeakyReLU": lambda v: np.where(v > 0, v, 0.01 * v),
+                      "SiLU": lambda v: v * _sigmoid(v)}
+
+
+def _run_wavenet(config: dict, weights: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """NAM's semantics: the input is preceded by receptive-field - 1 samples of silence."""
+    read = _Reader(weights)
+    warm_up = sum((spec["kernel_size"] - 1) * sum(spec["dilations"]) for spec in config["layers"])
+    signal = np.concatenate([np.zeros(warm_up), x.astype(np.float64)])[None, :]  # (channels, time)
+    condition = signal
+    y, head = signal, None
+    for spec in config["layers"]:
+        channels, k = spec["channels"], spec["kernel_size"]
+        mid = 2 * channels if spec["gated"] else channels
+        act = _NUMPY_ACTIVATIONS[spec["activation"]]
+        y = read.take(channels, spec["input_size"]) @ y
+        for d in spec["dilations"]:
+            conv_w, conv_b = read.take(mid, channels, k), read.take(mid)
+            mixer = read.take(mid, spec["condition_size"])
+            out_w, out_b = read.take(channels, channels), read.take(channels)
+            padded = np.pad(y, ((0, 0), ((k - 1) * d, 0)))  # causal; the warm-up hides the zero padding
+            z = sum(conv_w[:, :, j] @ padded[:, j * d : j * d + y.shape[1]] for j in range(k))
+            z = z + conv_b[:, None] + mixer @ condition
+            post = act(z[:channels]) * _sigmoid(z[channels:]) if spec["gated"] else act(z)
+            y = y + out_w @ post + out_b[:, None]
+            head = post if head is None else head + post
+        head = read.take(spec["head_size"], channels) @ head
+        if spec["head_bias"]:
+            head = head + read.take(spec["head_size"])[:, None]
+    head_scale = read.take(1)[0]
+    return (head_scale * head)[0, warm_up:]
+
+
+def settled_state(net: nn.Module):
+    """The state NAM's runtimes start from: the model after a stretch of silence.
+
+    An LSTM starts from the state stored in the file (:func:`lstm_initial_state`); a
+    WaveNet is run by NAM with receptive-field - 1 samples of silence before the input,
+    which fills every layer's history with the layer's response to silence (not zeros:
+    biases make it non-zero)."""
+    if model_family(net) == "lstm":
+        return lstm_initial_state(net)
+    with torch.no_grad():
+        _, state = net(torch.zeros(1, 1, net.receptive_field - 1))
+    return state
+
+
+def verify(path: Path, net: nn.Module, x: np.ndarray, knobs: np.ndarray) -> dict[str, float]:
+    """Read the file back and run it with :func:`run_nam`; compare with the PyTorch model
+    started from the same settled state (:func:`settled_state`)."""
+    document = json.loads(Path(path).read_text())
+    reference = reference_output(net, x, knobs, settled_state(net))
+    return {"NumPy reader of the file": max_error(run_nam(document, x), reference)}

@@ -1,0 +1,132 @@
+"""NAM export: read back with the neural-amp-modeler package's own loader and compared with ours."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from export_helpers import signal, torch_output
+
+# test dependency: neural-amp-modeler 0.12.3, the last release whose reader takes the legacy
+# (0.5.x) WaveNet keys written here; 0.13 reads only its newer layout
+from nam.models import init_from_nam
+
+from nablafx.export import UnsupportedExport, export_model
+from nablafx.export.metadata import ExportMetadata
+from nablafx.export.nam import BURN_IN, settled_state
+from nablafx.models import RNN
+from nablafx.models.wavenet import WaveNet
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def describe(net, **meta):
+    return ExportMetadata.describe(net, {"sample_rate": 48_000, "dataset": "amp", "val_esr": 0.0071, **meta},
+                                   name="Test amp", author="tester")
+
+
+def read_with_nam(path):
+    document = json.loads(path.read_text())
+    return document, init_from_nam(document).eval()
+
+
+MODELS = {
+    "lstm-16": lambda: RNN(hidden_size=16, output_tanh=False),
+    "wavenet-nano": lambda: WaveNet(preset="nano"),
+    "wavenet-standard": lambda: WaveNet(preset="standard"),
+    "wavenet-gated": lambda: WaveNet(head_scale=0.5, layers=[
+        {"channels": 6, "head_size": 3, "kernel_size": 3, "dilations": [1, 4, 16], "gated": True},
+        {"channels": 3, "head_size": 1, "kernel_size": 2, "dilations": [2, 8], "head_bias": True,
+         "activation": "ReLU"},
+    ]),
+}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_nam_loader_reproduces_our_model(name, tmp_path):
+    torch.manual_seed(0)
+    net = MODELS[name]().eval()
+    path = export_model(net, describe(net), "nam", tmp_path / "model.nam", check_samples=3000,
+                        options={"gear_type": "amp", "tone_type": "crunch"}).path
+    document, nam_model = read_with_nam(path)
+    x = signal(3000)
+    with torch.no_grad():
+        theirs = nam_model(torch.from_numpy(x), pad_start=True).numpy()
+    # NAM starts from silence that has already passed through the model (see settled_state)
+    ours = torch_output(net, x, None, settled_state(net))
+    scale = max(np.abs(ours).max(), 1e-3)
+    np.testing.assert_allclose(theirs, ours, atol=1e-5 * scale, rtol=0)
+    # an LSTM file merges the two bias vectors (-4H) and adds the initial hidden and cell states (+2H)
+    extra = -2 * net.rnn.hidden_size if name.startswith("lstm") else 0
+    assert len(document["weights"]) == sum(p.numel() for p in net.parameters()) + extra
+
+
+def test_nam_weights_round_trip_exactly(tmp_path):
+    torch.manual_seed(1)
+    net = WaveNet(preset="standard").eval()
+    path = export_model(net, describe(net), "nam", tmp_path / "a.nam", check_samples=500).path
+    document, nam_model = read_with_nam(path)
+    assert len(document["weights"]) == 13_802
+    # NAM's own exporter (the methods its .nam writer uses) gives back our config and weights
+    assert nam_model._export_config() == document["config"]
+    np.testing.assert_array_equal(np.asarray(nam_model._export_weights(), dtype=np.float32),
+                                  np.asarray(document["weights"], dtype=np.float32))
+
+
+def test_lstm_file_starts_settled_like_nam():
+    """The stored initial state is the state after BURN_IN samples of silence."""
+    torch.manual_seed(0)
+    net = RNN(hidden_size=8, output_tanh=False).eval()
+    h, c = settled_state(net)
+    with torch.no_grad():
+        _, (h_ref, c_ref) = net.rnn(torch.zeros(1, BURN_IN, 1))
+    torch.testing.assert_close(h, h_ref)
+    torch.testing.assert_close(c, c_ref)
+
+
+def test_document_layout_and_metadata(tmp_path):
+    net = WaveNet(preset="nano").eval()
+    path = export_model(net, describe(net), "nam", tmp_path / "m.nam", check_samples=300,
+                        options={"gear_type": "pedal", "tone_type": "overdrive", "gear_make": "Ibanez",
+                                 "gear_model": "TS9"}).path
+    document = json.loads(path.read_text())
+    assert document["version"] == "0.5.4"
+    assert document["architecture"] == "WaveNet"
+    assert document["sample_rate"] == 48_000 and isinstance(document["sample_rate"], int)
+    layer = document["config"]["layers"][0]
+    assert layer == {"input_size": 1, "condition_size": 1, "head_size": 2, "channels": 4, "kernel_size": 3,
+                     "dilations": [1, 2, 4, 8, 16, 32, 64], "activation": "Tanh", "gated": False, "head_bias": False}
+    assert document["config"]["head"] is None and document["config"]["head_scale"] == pytest.approx(0.02)
+    meta = document["metadata"]
+    assert set(meta["date"]) == {"year", "month", "day", "hour", "minute", "second"}
+    assert meta["name"] == "Test amp" and meta["modeled_by"] == "tester"
+    assert (meta["gear_type"], meta["tone_type"], meta["gear_make"], meta["gear_model"]) == (
+        "pedal", "overdrive", "Ibanez", "TS9")
+    assert meta["training"] == {"validation_esr": 0.0071}
+    assert meta["nablafx"]["family"] == "wavenet" and meta["nablafx"]["dataset"] == "amp"
+    assert "loudness" not in meta  # measured by NAM on its own reference input; unknown here
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: RNN(hidden_size=16), "output_tanh=true"),
+        (lambda: RNN(hidden_size=16, output_tanh=False, residual=True), "residual=true"),
+        (lambda: RNN(hidden_size=16, cell="gru", output_tanh=False), "LSTM and WaveNet only"),
+        (lambda: RNN(num_knobs=1, hidden_size=16, output_tanh=False, conditioning="knobs"), "no knobs"),
+        (lambda: WaveNet(num_knobs=1, preset="nano"), "no knobs"),
+    ],
+)
+def test_models_outside_nam_layouts_are_refused(make, message, tmp_path):
+    net = make().eval()
+    with pytest.raises(UnsupportedExport, match=message):
+        export_model(net, describe(net), "nam", tmp_path / "m.nam")
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,89 @@
+"""TorchScript export: loaded with torch.jit.load and streamed in blocks, against the PyTorch model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from export_helpers import blocks_of, build, knob_names, knob_values, signal, torch_output
+
+from nablafx.export import UnsupportedExport, export_model
+from nablafx.export.metadata import ExportMetadata
+from nablafx.export.torchscript import METADATA_FILE
+
+TORCHSCRIPT_FAMILIES = ["tcn", "tcn-film-k2", "gcn", "s4", "lstm", "gru-k2", "wavenet", "wavenet-gated-k1",
+                        "tcn-tvfilm", "gcn-tfilm-k1", "tcn-ttfilm-k2", "lstm-tvc-k1"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def describe(net):
+    return ExportMetadata.describe(net, {"sample_rate": 48_000, "knob_names": knob_names(net), "dataset": "synth"})
+
+
+@pytest.mark.parametrize("name", TORCHSCRIPT_FAMILIES)
+def test_loaded_module_streams_like_pytorch(name, tmp_path):
+    net = build(name)
+    path = export_model(net, describe(net), "torchscript", tmp_path / "model.pt", check_samples=2000).path
+    module = torch.jit.load(str(path))
+    x, knobs = signal(2400), knob_values(net)
+    reference = torch_output(net, x, knobs)
+    k = torch.from_numpy(knobs).reshape(1, -1)
+
+    # explicit state: out, *state = step(block, knobs, *state), blocks of several sizes
+    for sizes in [(1, 5, 64), (97,), (512, 33), (2400,)]:
+        state, outputs = module.initial_state(), []
+        for block in blocks_of(x, sizes):
+            y, *state = module.step(torch.from_numpy(block).reshape(1, 1, -1), k, *state)
+            outputs.append(y.reshape(-1).numpy())
+        np.testing.assert_allclose(np.concatenate(outputs), reference, atol=2e-6, rtol=0, err_msg=str(sizes))
+
+    # stateful wrapper: process(block, knobs) keeps the state; reset() starts again
+    module.reset()
+    first = np.concatenate([module.process(torch.from_numpy(b), torch.from_numpy(knobs)).numpy()
+                            for b in blocks_of(x, (128, 7))])
+    module.reset()
+    again = np.concatenate([module.process(torch.from_numpy(b), torch.from_numpy(knobs)).numpy()
+                            for b in blocks_of(x, (1000,))])
+    np.testing.assert_allclose(first, reference, atol=2e-6, rtol=0)
+    np.testing.assert_allclose(again, reference, atol=2e-6, rtol=0)
+
+
+def test_module_carries_metadata_and_defaults(tmp_path):
+    net = build("tcn-film-k2")
+    metadata = ExportMetadata.describe(net, {"sample_rate": 44_100, "knob_names": ["drive", "tone"],
+                                             "dataset": "pedal", "val_esr": 0.02}, author="me")
+    path = export_model(net, metadata, "torchscript", tmp_path / "m.pt", check_samples=1000).path
+    extra = {METADATA_FILE: ""}
+    module = torch.jit.load(str(path), _extra_files=extra)
+    stored = json.loads(extra[METADATA_FILE])
+    assert stored == json.loads(module.metadata)
+    assert stored["family"] == "tcn" and stored["knob_names"] == ["drive", "tone"]
+    assert stored["knob_ranges"] == [[0.0, 1.0], [0.0, 1.0]]
+    assert stored["dataset"] == "pedal" and stored["val_esr"] == 0.02 and stored["author"] == "me"
+    assert stored["net"]["init_args"]["conditioning"] == "film"
+    assert {"latency", "nablafx_version", "date", "sample_rate"} <= set(stored)
+    assert module.latency == 0 and module.sample_rate == 44_100 and module.num_knobs == 2
+    assert module.knob_names == ["drive", "tone"]
+    # knobs default to 0.5 each
+    x = signal(300)
+    module.reset()
+    default = module.process(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(default, torch_output(net, x, np.array([0.5, 0.5], np.float32)), atol=2e-6)
+
+
+def test_graybox_chains_are_refused(tmp_path):
+    from nablafx.models.graybox import GrayBoxChain
+
+    chain = GrayBoxChain(spec="peq.s+g.s+tanh+g.s").eval()
+    with pytest.raises(UnsupportedExport, match="numba"):
+        export_model(chain, describe(chain), "torchscript", tmp_path / "m.pt")
+    assert list(tmp_path.iterdir()) == []
