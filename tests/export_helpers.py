@@ -9,7 +9,7 @@ import torch
 
 import nablafx
 from nablafx.core import to_config
-from nablafx.models import GCN, RNN, S4, TCN
+from nablafx.models import GCN, RNN, S4, TCN, GrayBoxChain
 from nablafx.models.wavenet import WaveNet
 
 SAMPLE_RATE = 48_000
@@ -35,12 +35,24 @@ FACTORIES = {
         {"channels": 6, "head_size": 3, "kernel_size": 3, "dilations": [1, 4, 16], "gated": True},
         {"channels": 3, "head_size": 1, "kernel_size": 2, "dilations": [2, 8], "head_bias": True},
     ]),
+    # gray-box: static EQs (block form), a dynamic offset, the SIREN nonlinearity and FIR
+    "graybox-dist": lambda: GrayBoxChain(spec="peq.s+g.s+off.d+mlp+g.s+peq.s+fir+lp.s", control_block_size=32),
+    # knob-conditioned EQ and gains, a time-varying shelf, the compressor, the rational nonlinearity
+    "graybox-k2": lambda: GrayBoxChain(spec="peq.sc+g.sc+off.dc+rnl+hs.d+comp.s+g.sc+lp.s", num_knobs=2,
+                                       control_block_size=24),
 }
 
 
 def build(name: str, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     net = FACTORIES[name]().eval()
+    if isinstance(net, GrayBoxChain):
+        # Controllers away from their initial values, so every filter and gain does something
+        # (the pretrained SIREN weights stay as they are).
+        with torch.no_grad():
+            for stage in net.stages:
+                for parameter in stage.controller.parameters() if stage.controller is not None else []:
+                    parameter.add_(0.3 * torch.randn_like(parameter))
     if isinstance(net, TCN | GCN) and net.conditioning.method == "film":
         # Non-trivial BatchNorm statistics, so the exported affine map is really checked.
         for module in net.modules():

@@ -67,6 +67,27 @@ def test_process_rejects_bad_knobs_and_missing_checkpoint(tmp_path, capsys):
     assert not (tmp_path / "out.wav").exists()
 
 
+@pytest.mark.parametrize("name", ["tcn-film-k2", "gru-k2"])
+def test_process_block_size_equals_one_call_with_knobs(name, tmp_path, capsys):
+    """``--block-size`` streams through StreamingRuntime; stereo channels are independent streams."""
+    from export_helpers import build, save_checkpoint
+
+    ckpt = save_checkpoint(build(name), tmp_path / "model.ckpt")
+    rng = np.random.default_rng(0)
+    sf.write(tmp_path / "dry.wav", (0.3 * rng.standard_normal((1500, 2))).astype(np.float32), 48_000,
+             subtype="FLOAT")
+    outputs = {}
+    for label, extra in [("one", []), ("97", ["--block-size", "97"]), ("1000", ["--block-size", "1000"])]:
+        out = tmp_path / f"{label}.wav"
+        assert main(["process", str(ckpt), str(tmp_path / "dry.wav"), str(out), "--knobs", "0.3,0.8", *extra]) == 0
+        outputs[label], rate = sf.read(out, dtype="float32", always_2d=True)
+        assert rate == 48_000 and outputs[label].shape == (1500, 2)
+    assert "StreamingRuntime, latency 0 samples" in capsys.readouterr().out
+    assert np.abs(outputs["one"]).max() > 0 and np.abs(outputs["one"][:, 0] - outputs["one"][:, 1]).max() > 0
+    for label in ("97", "1000"):
+        np.testing.assert_allclose(outputs[label], outputs["one"], atol=1e-5, rtol=0)
+
+
 def test_process_knob_parsing():
     from nablafx.commands.process import parse_knobs
 

@@ -29,7 +29,7 @@ def describe(net, **kw):
                                          "val_esr": 0.01}, **kw)
 
 
-@pytest.mark.parametrize("name", ["tcn-film-k2", "lstm", "wavenet-gated-k1", "tcn-tvfilm"])
+@pytest.mark.parametrize("name", ["tcn-film-k2", "lstm", "wavenet-gated-k1", "tcn-tvfilm", "graybox-k2"])
 def test_sdk_renders_like_pytorch(name, tmp_path):
     net = build(name)
     path = export_model(net, describe(net, name="Test FX", author="tester", description="a test effect"),
@@ -51,7 +51,8 @@ def test_sdk_renders_like_pytorch(name, tmp_path):
     audio[0, : len(x)] = torch.from_numpy(x)
     with torch.no_grad():
         rendered = torch.cat([model.forward(chunk, params).clone() for chunk in audio.split(buffer, dim=1)], dim=1)
-    np.testing.assert_allclose(rendered[0, delay : delay + len(x)].numpy(), reference, atol=2e-6, rtol=0)
+    atol = 5e-5 if name.startswith("graybox") else 2e-6  # see test_export_torchscript
+    np.testing.assert_allclose(rendered[0, delay : delay + len(x)].numpy(), reference, atol=atol, rtol=0)
 
     # reset() starts from silence again: the same input renders the same output
     model.reset()

@@ -73,7 +73,7 @@ def test_metadata_props(tmp_path):
 
 
 @pytest.mark.parametrize("name, reason", [("s4", "complex"), ("tcn-tvfilm", "block-rate control"),
-                                          ("lstm-tvc-k1", "block-rate control")])
+                                          ("lstm-tvc-k1", "block-rate control"), ("graybox-k2", "gray-box")])
 def test_models_onnx_cannot_hold_are_refused_with_the_reason(name, reason, tmp_path):
     net = build(name)
     with pytest.raises(UnsupportedExport, match=reason):

@@ -9,12 +9,12 @@ import pytest
 import torch
 from export_helpers import blocks_of, build, knob_names, knob_values, signal, torch_output
 
-from nablafx.export import UnsupportedExport, export_model
+from nablafx.export import export_model
 from nablafx.export.metadata import ExportMetadata
 from nablafx.export.torchscript import METADATA_FILE
 
 TORCHSCRIPT_FAMILIES = ["tcn", "tcn-film-k2", "gcn", "s4", "lstm", "gru-k2", "wavenet", "wavenet-gated-k1",
-                        "tcn-tvfilm", "gcn-tfilm-k1", "tcn-ttfilm-k2", "lstm-tvc-k1"]
+                        "tcn-tvfilm", "gcn-tfilm-k1", "tcn-ttfilm-k2", "lstm-tvc-k1", "graybox-dist", "graybox-k2"]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -36,6 +36,9 @@ def test_loaded_module_streams_like_pytorch(name, tmp_path):
     module = torch.jit.load(str(path))
     x, knobs = signal(2400), knob_values(net)
     reference = torch_output(net, x, knobs)
+    # Float32 gray-box chains amplify rounding through gains and nonlinearities: the eager
+    # chain itself streams within ~2e-5 of its one-call output here.
+    atol = 5e-5 if name.startswith("graybox") else 2e-6
     k = torch.from_numpy(knobs).reshape(1, -1)
 
     # explicit state: out, *state = step(block, knobs, *state), blocks of several sizes
@@ -44,7 +47,7 @@ def test_loaded_module_streams_like_pytorch(name, tmp_path):
         for block in blocks_of(x, sizes):
             y, *state = module.step(torch.from_numpy(block).reshape(1, 1, -1), k, *state)
             outputs.append(y.reshape(-1).numpy())
-        np.testing.assert_allclose(np.concatenate(outputs), reference, atol=2e-6, rtol=0, err_msg=str(sizes))
+        np.testing.assert_allclose(np.concatenate(outputs), reference, atol=atol, rtol=0, err_msg=str(sizes))
 
     # stateful wrapper: process(block, knobs) keeps the state; reset() starts again
     module.reset()
@@ -53,8 +56,8 @@ def test_loaded_module_streams_like_pytorch(name, tmp_path):
     module.reset()
     again = np.concatenate([module.process(torch.from_numpy(b), torch.from_numpy(knobs)).numpy()
                             for b in blocks_of(x, (1000,))])
-    np.testing.assert_allclose(first, reference, atol=2e-6, rtol=0)
-    np.testing.assert_allclose(again, reference, atol=2e-6, rtol=0)
+    np.testing.assert_allclose(first, reference, atol=atol, rtol=0)
+    np.testing.assert_allclose(again, reference, atol=atol, rtol=0)
 
 
 def test_module_carries_metadata_and_defaults(tmp_path):
@@ -78,12 +81,3 @@ def test_module_carries_metadata_and_defaults(tmp_path):
     module.reset()
     default = module.process(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(default, torch_output(net, x, np.array([0.5, 0.5], np.float32)), atol=2e-6)
-
-
-def test_graybox_chains_are_refused(tmp_path):
-    from nablafx.models.graybox import GrayBoxChain
-
-    chain = GrayBoxChain(spec="peq.s+g.s+tanh+g.s").eval()
-    with pytest.raises(UnsupportedExport, match="numba"):
-        export_model(chain, describe(chain), "torchscript", tmp_path / "m.pt")
-    assert list(tmp_path.iterdir()) == []

@@ -19,6 +19,12 @@ of them, or a checkpoint) it reports:
 
 ``--quick`` reports only params / receptive field / MACs and is fast over every config.
 Timings are the best of ``--repeats`` runs; on a shared machine they are noisy.
+
+``--exported PATH [PATH ...]`` times exported artefacts instead (``.pt`` TorchScript, ``.onnx``,
+``.nm`` Neutone; see :mod:`nablafx.export.bench`): per host block size (default 32 .. 2048), one
+thread, the artefact run by its Python consumer next to PyTorch streaming of the same
+architecture (rebuilt from the model config every artefact records; the weights do not change
+the cost), in times real time (audio seconds per CPU second; RTF = 1 / that).
 """
 
 from __future__ import annotations
@@ -46,25 +52,38 @@ RTF = compute time / audio duration (< 1: faster than real time); inference timi
 CPU thread, as a plugin's audio thread would. MACs count Conv1d/Linear/LSTM/GRU/SSM layers
 only (not DSP processors of gray-box chains).
 
+With --exported, each artefact written by `nablafx export` (.pt, .onnx, .nm) is streamed by
+its consumer (torch.jit / onnxruntime / neutone-sdk) at each block size, one thread, next to
+PyTorch streaming of the same architecture (rebuilt from the config recorded in the
+artefact) through nablafx.export.StreamingRuntime; figures are x real time (audio seconds
+per CPU second, higher is faster; RTF = 1 / x). --quick then times 0.25 s per block size.
+
 examples:
   nablafx bench cfg/model/tcn/tcn-45-s-16.yaml
   nablafx bench --quick cfg/model            # params / receptive field / MACs of every config
   nablafx bench --json --batch 4 --seconds 1 logs/proj/run/checkpoints/last.ckpt
+  nablafx bench --exported model.pt model.onnx --block-sizes 64 512
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
-    parser.add_argument("models", nargs="+", help="model config YAML(s), folders of them, or checkpoint(s)")
-    parser.add_argument("--quick", action="store_true", help="only params, receptive field and MACs (fast)")
+    parser.add_argument("models", nargs="*", help="model config YAML(s), folders of them, or checkpoint(s)")
+    parser.add_argument("--exported", nargs="+", default=None, metavar="PATH",
+                        help="time exported artefacts (.pt, .onnx, .nm from `nablafx export`) against "
+                        "PyTorch streaming, instead of MODELS")
+    parser.add_argument("--quick", action="store_true",
+                        help="only params, receptive field and MACs (fast); with --exported: 0.25 s of "
+                        "audio per block size, one run")
     parser.add_argument("--json", action="store_true", help="print one JSON object per model")
     parser.add_argument("--batch", type=int, default=16, help="training batch size (default 16)")
     parser.add_argument("--seconds", type=float, default=3.0, help="training segment length in s (default 3)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for training (default: torch's)")
     parser.add_argument("--infer-seconds", type=float, default=10.0, help="audio for the offline RTF (default 10)")
     parser.add_argument("--stream-seconds", type=float, default=2.0, help="audio per streaming block size (default 2)")
-    parser.add_argument("--block-sizes", type=int, nargs="+", default=list(DEFAULT_BLOCK_SIZES),
-                        help="host block sizes for the streaming RTF (default 32 .. 4096)")
+    parser.add_argument("--block-sizes", type=int, nargs="+", default=None,
+                        help="host block sizes for the streaming RTF (default 32 .. 4096; with --exported "
+                        "32 .. 2048)")
     parser.add_argument("--repeats", type=int, default=2, help="timing runs, best kept (default 2)")
     parser.add_argument("--sample-rate", type=int, default=SAMPLE_RATE, help="for the RTFs (default 48000)")
 
@@ -266,7 +285,60 @@ def format_report(name: str, report: dict) -> str:
     return "\n".join(lines)
 
 
+EXPORTED_LEGEND = """\
+speed of exported artefacts, one thread, x real time (audio seconds per CPU second; higher is
+faster; RTF = 1 / x), per host block size (columns):
+  runtime torchscript / onnx / neutone: the artefact itself, streamed by its consumer
+    (torch.jit.load / onnxruntime / neutone-sdk), loaded afresh for each block size
+  runtime pytorch stream: PyTorch streaming of the same architecture, rebuilt from the model
+    config recorded in the artefact (weights do not change the cost), through
+    nablafx.export.StreamingRuntime"""
+
+
+def run_exported(args: argparse.Namespace) -> int:
+    from nablafx.export.bench import BLOCK_SIZES, bench_exported, check_artefact, format_table
+
+    if args.models:
+        raise ValueError(
+            f"give either model configs ({' '.join(args.models)}) or --exported artefacts, not both; "
+            "run `nablafx bench` once for each"
+        )
+    paths = [check_artefact(path) for path in args.exported]  # every path checked before any timing
+    block_sizes = tuple(args.block_sizes or BLOCK_SIZES)
+    if min(block_sizes) < 1:
+        raise ValueError(f"--block-sizes must be >= 1, got {list(block_sizes)}")
+    seconds, repeats = (0.25, 1) if args.quick else (args.stream_seconds, args.repeats)
+    budget = max(1.5 * seconds, 0.5)  # wall-time cap per timing, for slow models on a loaded machine
+    results = []
+    for path in paths:
+        result = bench_exported(path, block_sizes, seconds=seconds, budget=budget, repeats=repeats)
+        results.append(result)
+        if args.json:
+            sizes = result["block_sizes"]
+            print(json.dumps({
+                "model": result["path"], "format": result["format"], "family": result["family"],
+                "sample_rate": result["sample_rate"], "inference_threads": 1, "block_sizes": sizes,
+                "x_real_time": {runtime: {str(n): round(result[runtime][n], 3) for n in sizes}
+                                for runtime in ("exported", "pytorch")},
+                "rtf": {runtime: {str(n): round(1 / result[runtime][n], 6) for n in sizes}
+                        for runtime in ("exported", "pytorch")},
+                "x_real_time_wall": {runtime: {str(n): round(result[f"{runtime}_wall"][n], 3) for n in sizes}
+                                     for runtime in ("exported", "pytorch")},
+            }))
+            sys.stdout.flush()
+    if not args.json:
+        print(EXPORTED_LEGEND)
+        print()
+        print(format_table(results))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.exported is not None:
+        return run_exported(args)
+    if not args.models:
+        raise ValueError("give model config YAML(s), folders of them or checkpoint(s), or --exported PATH ...")
+    args.block_sizes = args.block_sizes or list(DEFAULT_BLOCK_SIZES)
     paths = expand_paths(args.models)
     if not paths:
         print("bench: no model configs found", file=sys.stderr)

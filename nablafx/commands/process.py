@@ -13,7 +13,7 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from nablafx.core import process_in_blocks
+from nablafx.export.runtime import StreamingRuntime
 
 NAME = "process"
 HELP = "apply a trained model (checkpoint) to a wav file"
@@ -83,15 +83,23 @@ def write_wav_atomically(path: Path, audio: np.ndarray, sample_rate: int) -> Non
 
 
 def apply_model(net, audio: torch.Tensor, knobs: torch.Tensor | None, block_size: int | None) -> torch.Tensor:
-    """Process ``audio`` (channels, time): each channel as one batch item."""
-    x = audio[:, None, :]
-    batch_knobs = knobs.expand(x.shape[0], -1) if knobs is not None else None
-    with torch.no_grad():
-        if block_size is None:
+    """Process ``audio`` (channels, time): each channel as one batch item (an independent stream).
+
+    With ``block_size`` the audio goes through :class:`~nablafx.export.StreamingRuntime`
+    block by block, as a plugin host drives the model (``reset`` / ``process``); the output
+    equals the one-call output. Neither path compensates the model's ``latency`` (0 for
+    every causal nablafx model), so they stay comparable sample for sample.
+    """
+    if block_size is None:
+        x = audio[:, None, :]
+        batch_knobs = knobs.expand(x.shape[0], -1) if knobs is not None else None
+        with torch.no_grad():
             y, _ = net(x, batch_knobs)
-        else:
-            y, _ = process_in_blocks(net, x, batch_knobs, block_size)
-    return y[:, 0, :]
+        return y[:, 0, :]
+    runtime = StreamingRuntime(net, None if knobs is None else knobs.reshape(-1))
+    blocks = [runtime.process(audio[:, start : start + block_size])
+              for start in range(0, audio.shape[-1], block_size)]
+    return torch.cat(blocks, dim=-1) if blocks else audio.clone()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -110,11 +118,13 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     output = apply_model(net, signal, knobs, args.block_size)
     elapsed = time.perf_counter() - start
+    latency = int(net.latency)
     if file_rate != model_rate:
         output = torchaudio.functional.resample(output, model_rate, file_rate)[..., : audio.shape[-1]]
     write_wav_atomically(args.output, output.numpy(), file_rate)
     seconds = audio.shape[-1] / file_rate
-    mode = f"streamed in blocks of {args.block_size}" if args.block_size else "one call"
+    mode = (f"streamed in blocks of {args.block_size} by StreamingRuntime, latency {latency} samples"
+            if args.block_size else "one call")
     print(
         f"wrote {args.output} ({seconds:.2f} s, {audio.shape[0]} channel(s), {mode}, "
         f"{seconds / max(elapsed, 1e-9):.1f}x real time)"

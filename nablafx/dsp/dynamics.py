@@ -23,6 +23,8 @@ made without gradient, then the recursion runs through the exact, differentiable
 
 from __future__ import annotations
 
+from typing import List
+
 import numba
 import numpy as np
 import torch
@@ -65,6 +67,27 @@ def _attack_branch(reduction, alpha_attack, alpha_release, s_init, attacking):
             attacking[b, n] = attack
 
 
+@torch.jit.script
+def smooth_gain_scripted(reduction: Tensor, alpha_attack: Tensor, alpha_release: Tensor, state: Tensor) -> Tensor:
+    """The branching smoother as a TorchScript loop, for export (no gradient; arguments as
+    :func:`smooth_gain`, coefficients already expanded to the batch)."""
+    step_a = 1 if alpha_attack.shape[1] > 1 else 0
+    step_r = 1 if alpha_release.shape[1] > 1 else 0
+    rows: List[Tensor] = []
+    for i in range(reduction.shape[0]):
+        r: List[float] = reduction[i].double().tolist()
+        attack: List[float] = alpha_attack[i].double().tolist()
+        release: List[float] = alpha_release[i].double().tolist()
+        s = float(state[i])
+        out: List[float] = []
+        for n in range(len(r)):
+            alpha = attack[n * step_a] if r[n] < s else release[n * step_r]
+            s = alpha * s + (1.0 - alpha) * r[n]
+            out.append(s)
+        rows.append(torch.tensor(out, dtype=torch.float64))
+    return torch.stack(rows).to(reduction.dtype)
+
+
 def smooth_gain(reduction: Tensor, alpha_attack: Tensor, alpha_release: Tensor,
                 state: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Attack/release smoothing of a gain reduction curve (dB).
@@ -81,6 +104,9 @@ def smooth_gain(reduction: Tensor, alpha_attack: Tensor, alpha_release: Tensor,
         state = reduction.new_zeros(reduction.shape[0])
     alpha_attack = alpha_attack.expand(reduction.shape[0], -1)
     alpha_release = alpha_release.expand(reduction.shape[0], -1)
+    if torch.jit.is_tracing():  # numba is out of the graph's reach (export)
+        smoothed = smooth_gain_scripted(reduction, alpha_attack, alpha_release, state)
+        return smoothed, smoothed[:, -1]
 
     def host(t):
         return t.detach().to(torch.float64).cpu().contiguous().numpy()

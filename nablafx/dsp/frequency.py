@@ -88,6 +88,11 @@ def fft_convolve(x: Tensor, taps: Tensor, state: Tensor | None = None) -> tuple[
     if state is None:
         state = x.new_zeros(*x.shape[:-1], context)
     extended = torch.cat([state, x], dim=-1)
+    if torch.jit.is_tracing() and taps.dim() == 1:
+        # The FFT size follows the block length, which a trace would freeze: convolve directly.
+        rows = extended.reshape(-1, 1, extended.shape[-1])
+        y = torch.nn.functional.conv1d(rows, taps.flip(-1).view(1, 1, -1)).reshape(x.shape)
+        return y, extended[..., extended.shape[-1] - context :]
     # Circular convolution is linear for every output that needs no sample before the
     # start of ``extended``, i.e. all the ones we keep, as long as n_fft >= its length.
     n_fft = next_power_of_two(extended.shape[-1])

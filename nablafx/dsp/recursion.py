@@ -27,9 +27,16 @@ a low-frequency resonance's feedback in float32 injects rounding noise that the 
 amplify by their (large) noise gain. The result is returned in the input's dtype.
 Tensors on an accelerator are processed on the host (the recursion offers no
 parallelism over time to exploit).
+
+Under ``torch.jit.trace`` (export) numba is out of reach of the graph, so the same
+recursion runs as a TorchScript loop (:func:`iir_filter_scripted`, forward only); the
+exporter replaces static biquad cascades by a faster block form
+(:mod:`nablafx.export.graybox`), which leaves this loop to time-varying coefficients.
 """
 
 from __future__ import annotations
+
+from typing import List
 
 import numba
 import numpy as np
@@ -118,6 +125,36 @@ class _IIRFilter(torch.autograd.Function):
         )
 
 
+@torch.jit.script
+def iir_filter_scripted(x: Tensor, b: Tensor, a: Tensor, x_init: Tensor, y_init: Tensor) -> Tensor:
+    """:func:`iir_filter` as a TorchScript loop (same arguments, histories required, no gradient).
+
+    Plain float arithmetic per sample: the interpreter's cost per tensor operation would
+    be paid for every sample otherwise.
+    """
+    length = x.shape[1]
+    taps, order = b.shape[1], a.shape[1]
+    step_b = 1 if b.shape[2] > 1 else 0
+    step_a = 1 if a.shape[2] > 1 else 0
+    rows: List[Tensor] = []
+    for i in range(x.shape[0]):
+        # inputs and outputs with their histories in front, oldest first
+        xs: List[float] = torch.cat([x_init[i].flip(0), x[i]]).double().tolist()
+        ys: List[float] = y_init[i].flip(0).double().tolist()
+        ys = ys + [0.0] * length
+        bs: List[List[float]] = b[i].double().tolist()
+        as_: List[List[float]] = a[i].double().tolist()
+        for n in range(length):
+            acc = 0.0
+            for m in range(taps):
+                acc += bs[m][n * step_b] * xs[taps - 1 + n - m]
+            for k in range(1, order + 1):
+                acc -= as_[k - 1][n * step_a] * ys[order + n - k]
+            ys[order + n] = acc
+        rows.append(torch.tensor(ys[order:], dtype=torch.float64))
+    return torch.stack(rows).to(x.dtype)
+
+
 def iir_filter(x: Tensor, b: Tensor, a: Tensor, x_init: Tensor | None = None,
                y_init: Tensor | None = None) -> Tensor:
     """Time-varying direct-form-I IIR filter with initial conditions. Never clamps.
@@ -142,4 +179,6 @@ def iir_filter(x: Tensor, b: Tensor, a: Tensor, x_init: Tensor | None = None,
         x_init = x.new_zeros(batch, b.shape[1] - 1)
     if y_init is None:
         y_init = x.new_zeros(batch, a.shape[1])
+    if torch.jit.is_tracing():
+        return iir_filter_scripted(x, b, a, x_init, y_init)
     return _IIRFilter.apply(x, b, a, x_init, y_init)

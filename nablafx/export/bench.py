@@ -29,6 +29,33 @@ from nablafx.core import from_config
 from nablafx.export.runtime import StreamingRuntime
 
 BLOCK_SIZES = (32, 64, 128, 256, 512, 1024, 2048)
+#: suffix -> format of the artefacts timed here (each has a Python consumer)
+RUNNABLE = {".pt": "torchscript", ".onnx": "onnx", ".nm": "neutone"}
+#: suffixes nablafx exports whose consumer is a C++ plugin only
+PLUGIN_ONLY = {".nam": "NAM", ".json": "RTNeural / AIDA-X / Proteus JSON"}
+
+
+def check_artefact(path: str | Path) -> Path:
+    """``path`` as a :class:`Path` if it is an artefact that can be timed here, else a clear error."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in PLUGIN_ONLY:
+        raise ValueError(
+            f"{path}: no Python runtime to time for {PLUGIN_ONLY[suffix]} ({suffix}) files; they run in their "
+            "C++ plugins -- bench the .pt, .onnx or .nm export of the same model (nablafx export CKPT "
+            "--format torchscript|onnx|neutone)"
+        )
+    if suffix not in RUNNABLE:
+        raise ValueError(
+            f"{path}: unknown artefact type {suffix or '(no suffix)'!r}; give a file written by "
+            "`nablafx export` with --format torchscript, onnx or neutone (.pt, .onnx or .nm)"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no such file; write it first with `nablafx export CKPT --format {RUNNABLE[suffix]} "
+            f"--out {path}`"
+        )
+    return path
 
 
 def times_real_time(process: Callable[[np.ndarray], object], sample_rate: int, block_size: int,
@@ -51,6 +78,20 @@ def times_real_time(process: Callable[[np.ndarray], object], sample_rate: int, b
     return audio / (time.thread_time() - start_cpu), audio / (time.perf_counter() - start)
 
 
+def _metadata(path: Path, text: str | None) -> dict:
+    """The export metadata JSON recorded in an artefact, with the model config (``net``) it needs."""
+    try:
+        metadata = json.loads(text) if text else None
+    except json.JSONDecodeError:
+        metadata = None
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("net"), dict):
+        raise ValueError(
+            f"{path}: no nablafx metadata with the model config in this file; bench artefacts written by "
+            "`nablafx export` (they record it in nablafx.json / the ONNX metadata properties)"
+        )
+    return metadata
+
+
 def _load(path: Path) -> tuple[str, dict, Callable[[np.ndarray], object]]:
     """Format, export metadata and a ``process(block)`` closure of an exported artefact."""
     suffix = path.suffix.lower()
@@ -59,8 +100,8 @@ def _load(path: Path) -> tuple[str, dict, Callable[[np.ndarray], object]]:
 
         extra = {METADATA_FILE: ""}
         module = torch.jit.load(str(path), _extra_files=extra)
-        metadata = json.loads(extra[METADATA_FILE])
-        knobs = torch.full((metadata["net"]["init_args"].get("num_knobs", 0),), 0.5)
+        metadata = _metadata(path, extra[METADATA_FILE])
+        knobs = torch.full((len(metadata["knob_names"]),), 0.5)
         return "torchscript", metadata, lambda block: module.process(torch.from_numpy(block), knobs)
     if suffix == ".onnx":
         import onnx
@@ -68,7 +109,7 @@ def _load(path: Path) -> tuple[str, dict, Callable[[np.ndarray], object]]:
         from nablafx.export.onnx_export import OnnxStreamer
 
         props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-        metadata = json.loads(props["nablafx"])
+        metadata = _metadata(path, props.get("nablafx"))
         streamer = OnnxStreamer(path, threads=1)
         knobs = np.full(len(metadata["knob_names"]), 0.5, dtype=np.float32)
         return "onnx", metadata, lambda block: streamer.process(block, knobs)
@@ -77,7 +118,7 @@ def _load(path: Path) -> tuple[str, dict, Callable[[np.ndarray], object]]:
 
         extra = {METADATA_FILE: ""}
         module = torch.jit.load(str(path), _extra_files=extra)
-        metadata = json.loads(extra[METADATA_FILE])
+        metadata = _metadata(path, extra[METADATA_FILE])
         state = {"buffer": None}
         params = None
 
@@ -90,24 +131,33 @@ def _load(path: Path) -> tuple[str, dict, Callable[[np.ndarray], object]]:
             return module.forward(torch.from_numpy(block).unsqueeze(0), params)
 
         return "neutone", metadata, process
-    raise ValueError(
-        f"{path}: no Python runtime to time for {suffix or 'this'} files; .nam/RTNeural/AIDA-X/Proteus "
-        "JSON run in their C++ plugins (bench the .pt, .onnx or .nm export of the same model)"
-    )
+    check_artefact(path)  # raises: not a runnable suffix
+    raise AssertionError(f"{path}: suffix {suffix} listed in RUNNABLE but not loaded")
 
 
 def bench_exported(path: str | Path, block_sizes: tuple[int, ...] = BLOCK_SIZES, seconds: float = 2.0,
-                   budget: float = 3.0) -> dict:
+                   budget: float = 3.0, repeats: int = 1) -> dict:
     """Times real time of the artefact at ``path`` and of PyTorch streaming, per block size, one thread.
 
-    Returns ``{"path", "format", "family", "sample_rate", "block_sizes", "exported": {N: x},
-    "pytorch": {N: x}, "exported_wall": {N: x}, "pytorch_wall": {N: x}}`` (x: times real time).
+    Each figure is the best of ``repeats`` timings. Returns ``{"path", "format", "family",
+    "sample_rate", "block_sizes", "exported": {N: x}, "pytorch": {N: x}, "exported_wall": {N: x},
+    "pytorch_wall": {N: x}}`` (x: times real time).
     """
-    path = Path(path)
+    path = check_artefact(path)
+    if not block_sizes or min(block_sizes) < 1:
+        raise ValueError(f"block sizes must be >= 1, got {list(block_sizes)}")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        fmt, metadata, _ = _load(path)
+        try:
+            fmt, metadata, _ = _load(path)
+        except (ValueError, FileNotFoundError):
+            raise
+        except Exception as error:  # torch.jit / onnx raise several types for corrupt or foreign files
+            raise ValueError(
+                f"{path}: not a readable {RUNNABLE[path.suffix.lower()]} artefact ({error}); re-export it with "
+                "`nablafx export`"
+            ) from error
         rate = metadata.get("sample_rate") or 48_000
         runtime = StreamingRuntime(from_config(metadata["net"]))
         figures = {key: {} for key in ("exported", "pytorch", "exported_wall", "pytorch_wall")}
@@ -115,24 +165,30 @@ def bench_exported(path: str | Path, block_sizes: tuple[int, ...] = BLOCK_SIZES,
             # A fresh load per block size, as a host with that buffer size would have: TorchScript's
             # executor specialises on the first shapes it sees and runs later ones slower.
             _, _, process = _load(path)
-            figures["exported"][size], figures["exported_wall"][size] = times_real_time(
-                process, rate, size, seconds, budget)
-            figures["pytorch"][size], figures["pytorch_wall"][size] = times_real_time(
-                runtime.process, rate, size, seconds, budget)
+            runtime.reset()
+            for key, fn in (("exported", process), ("pytorch", runtime.process)):
+                runs = [times_real_time(fn, rate, size, seconds, budget) for _ in range(max(1, repeats))]
+                figures[key][size], figures[f"{key}_wall"][size] = max(r[0] for r in runs), max(r[1] for r in runs)
     finally:
         torch.set_num_threads(threads)
-    return {"path": str(path), "format": fmt, "family": metadata["family"], "sample_rate": rate,
+    return {"path": str(path), "format": fmt, "family": metadata.get("family"), "sample_rate": rate,
             "block_sizes": list(block_sizes), **figures}
 
 
 def format_table(results: list[dict]) -> str:
-    """A plain-text table: one row per artefact and runtime, one column per block size."""
+    """A plain-text table: one row per artefact and runtime, one column per block size.
+
+    The ``runtime`` column names the exported artefact's format (torchscript, onnx, neutone)
+    for the artefact run by its consumer, ``pytorch stream`` for the same architecture
+    streamed in PyTorch through :class:`~nablafx.export.runtime.StreamingRuntime`.
+    """
     sizes = results[0]["block_sizes"]
-    header = f"{'model':<28} {'runtime':<12}" + "".join(f"{n:>8}" for n in sizes)
+    width = max(28, *(len(Path(result["path"]).name) for result in results))
+    header = f"{'artefact':<{width}} {'runtime':<15}" + "".join(f"{n:>8}" for n in sizes)
     rows = [header, "-" * len(header)]
     for result in results:
-        name = Path(result["path"]).stem
+        name = Path(result["path"]).name
         for runtime in ("exported", "pytorch"):
-            label = result["format"] if runtime == "exported" else "pytorch"
-            rows.append(f"{name:<28} {label:<12}" + "".join(f"{result[runtime][n]:>8.1f}" for n in sizes))
+            label = result["format"] if runtime == "exported" else "pytorch stream"
+            rows.append(f"{name:<{width}} {label:<15}" + "".join(f"{result[runtime][n]:>8.1f}" for n in sizes))
     return "\n".join(rows)

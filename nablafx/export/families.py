@@ -1,11 +1,11 @@
-"""Model families as the exporters see them, and what keeps a model out of a traced graph."""
+"""Model families as the exporters see them."""
 
 from __future__ import annotations
 
 from torch import nn
 
 #: Families each format takes (shown by ``nablafx export --help``).
-STREAMING_FAMILIES = "tcn, gcn, s4, wavenet, lstm, gru (every conditioning method); not graybox"
+STREAMING_FAMILIES = "tcn, gcn, s4, wavenet, lstm, gru (every conditioning method), graybox (every chain)"
 
 
 def model_family(net: nn.Module) -> str:
@@ -17,20 +17,3 @@ def model_family(net: nn.Module) -> str:
     if name == "GrayBoxChain":
         return "graybox"
     return name.lower()
-
-
-def untraceable_reason(net: nn.Module) -> str | None:
-    """Why the streaming step of ``net`` cannot become a traced graph, or None when it can.
-
-    Tracing records the tensor operations of one call; that graph is valid for every
-    block size only when the Python code around them does not branch on the data or on
-    how many samples were seen so far. Block-rate control does, and is swapped for a
-    scripted equivalent before tracing (:mod:`nablafx.export.block_rate`); what remains
-    out of reach is listed here.
-    """
-    if model_family(net) == "graybox":
-        return (
-            "gray-box chains run their IIR recursions in numba on the host (outside torch) and "
-            "their dynamic controllers decide per chunk in Python, so no TorchScript/ONNX graph can hold them"
-        )
-    return None

@@ -28,7 +28,7 @@ from torch import nn
 from nablafx.export.check import max_error, reference_output
 from nablafx.export.errors import UnsupportedExport
 from nablafx.export.metadata import ExportMetadata
-from nablafx.export.streaming import check_traceable, fastest_piece, trace_step
+from nablafx.export.streaming import fastest_piece, trace_step
 
 MAX_KNOBS = 4
 METADATA_FILE = "nablafx.json"
@@ -71,7 +71,6 @@ def neutone_info(metadata: ExportMetadata) -> dict:
 
 
 def check(net: nn.Module, metadata: ExportMetadata) -> None:
-    check_traceable(net, "Neutone")
     if net.num_knobs > MAX_KNOBS:
         raise UnsupportedExport(
             f"Neutone FX offers at most {MAX_KNOBS} parameters; this model has {net.num_knobs} knobs"
@@ -86,7 +85,7 @@ def write(net: nn.Module, metadata: ExportMetadata, path: Path) -> None:
 
     from nablafx.export.neutone_effect import NeutoneEffect
 
-    step, state, _ = trace_step(net, "Neutone")
+    step, state, _ = trace_step(net, freeze=True)
     effect = NeutoneEffect(step, state, metadata, fastest_piece(step, state, net.num_knobs))
     with tempfile.TemporaryDirectory() as folder:
         # The SDK writes model.nm + metadata.json, reloads the model and tests its plugin

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from nablafx.export.check import IRREGULAR_BLOCKS, max_error, reference_output, stream_irregular
 from nablafx.export.errors import UnsupportedExport
 from nablafx.export.metadata import ExportMetadata
-from nablafx.export.streaming import check_traceable, trace_step
+from nablafx.export.streaming import trace_step
 from nablafx.models.block_control import BlockRateLSTM
 from nablafx.models.causal_conv import CausalConv1d
 from nablafx.models.wavenet import WaveNet
@@ -65,7 +65,12 @@ def _require_runtime():
 
 
 def check(net: nn.Module, metadata: ExportMetadata) -> None:
-    check_traceable(net, "ONNX")
+    if metadata.family == "graybox":
+        raise UnsupportedExport(
+            "ONNX export cannot take gray-box chains: their recursions and dynamic controllers run as "
+            "TorchScript loops per sample or chunk, which the ONNX exporter cannot convert; export the chain "
+            "to TorchScript or Neutone instead"
+        )
     block_rate = [name for name, module in net.named_modules() if isinstance(module, BlockRateLSTM)]
     if block_rate:
         raise UnsupportedExport(
@@ -129,7 +134,7 @@ def write(net: nn.Module, metadata: ExportMetadata, path: Path) -> None:
             module.forward = functools.partial(_plain_causal_conv, module)
     if isinstance(net, WaveNet):
         net.forward = functools.partial(_wavenet_as_convolutions, net)
-    step, state, example = trace_step(net, "ONNX", takes_knobs=net.num_knobs > 0)
+    step, state, example = trace_step(net, takes_knobs=net.num_knobs > 0)
     state_names = [f"state_{i}" for i in range(len(state))]
     input_names = ["block"] + (["knobs"] if net.num_knobs else []) + state_names
     output_names = ["out"] + [f"{name}_next" for name in state_names]

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from nablafx.export.check import IRREGULAR_BLOCKS, max_error, reference_output, stream_irregular
 from nablafx.export.metadata import ExportMetadata
-from nablafx.export.streaming import check_traceable, fastest_piece, trace_step
+from nablafx.export.streaming import fastest_piece, trace_step
 
 METADATA_FILE = "nablafx.json"
 
@@ -89,11 +89,11 @@ class StatefulStreamer(nn.Module):
 
 
 def check(net: nn.Module, metadata: ExportMetadata) -> None:
-    check_traceable(net, "TorchScript")
+    """Every nablafx model traces (see :mod:`nablafx.export.streaming`)."""
 
 
 def write(net: nn.Module, metadata: ExportMetadata, path: Path) -> None:
-    step, state, _ = trace_step(net)
+    step, state, _ = trace_step(net, freeze=True)
     module = torch.jit.script(StatefulStreamer(step, state, metadata, fastest_piece(step, state, net.num_knobs)))
     torch.jit.save(module, str(path), _extra_files={METADATA_FILE: json.dumps(metadata.to_dict(), indent=2)})
 

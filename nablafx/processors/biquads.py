@@ -9,7 +9,7 @@ for a single band and ``<band>_cutoff_hz`` etc. for several. The named classes
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from nablafx.core import State
 from nablafx.dsp.biquad import GAIN_KINDS, KINDS, biquad_coefficients
@@ -57,6 +57,9 @@ class BiquadCascade(Processor):
                 specs.append(ParamSpec(prefix + "gain_db", low, high, "dB", "linear", default))
             self.kinds.append((kind, prefix))
         self.param_specs = tuple(specs)
+        # Export swaps in a faster block form of the recursion for static coefficients
+        # (nablafx.export.graybox.BlockBiquadCascade); same arguments as biquad_filter.
+        self.static_recursion: nn.Module | None = None
 
     @property
     def receptive_field(self) -> int:
@@ -85,6 +88,8 @@ class BiquadCascade(Processor):
 
     def process(self, x: Tensor, values: dict[str, Tensor], state: State) -> tuple[Tensor, State]:
         b, a = self.coefficients(values)
+        if self.static_recursion is not None and b.shape[2] == 1:
+            return self.static_recursion(x, b, a, state)
         return biquad_filter(x, b, a, state)
 
     def frequency_response(self, values: dict[str, Tensor], n_fft: int) -> Tensor:
