@@ -9,6 +9,7 @@ import torch
 
 import nablafx
 from nablafx.core import to_config
+from nablafx.export.metadata import ExportMetadata
 from nablafx.models import GCN, RNN, S4, TCN, GrayBoxChain
 from nablafx.models.wavenet import WaveNet
 
@@ -64,6 +65,11 @@ def build(name: str, seed: int = 0) -> torch.nn.Module:
 
 def knob_names(net: torch.nn.Module) -> list[str]:
     return ["drive", "tone", "level", "mix", "bias"][: net.num_knobs]
+
+
+def describe(net: torch.nn.Module) -> ExportMetadata:
+    """Export metadata as a checkpoint of the built-in data would give it."""
+    return ExportMetadata.describe(net, {"sample_rate": SAMPLE_RATE, "knob_names": knob_names(net), "dataset": "synth"})
 
 
 def save_checkpoint(net: torch.nn.Module, path: Path, val_esr: float | None = 0.0123,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nablafx.export.block_rate import TraceableBlockRate, make_block_rate_traceable
+from nablafx.export.block_rate import TraceableBlockRate
+from nablafx.export.streaming import make_traceable
 from nablafx.models.block_control import BlockRateLSTM
 from nablafx.models.conditioning import TTFILM_READOUT
 
@@ -65,7 +66,7 @@ def test_only_block_rate_modules_are_replaced_in_a_copy():
     from nablafx.models import TCN
 
     net = TCN(channels=4, num_blocks=2, conditioning="tvfilm")
-    traceable = make_block_rate_traceable(net)
+    traceable = make_traceable(net)
     assert isinstance(traceable.conditioning.encoder, TraceableBlockRate)
     assert isinstance(net.conditioning.encoder, BlockRateLSTM)  # the original is untouched
     assert type(traceable.blocks[0].conv) is type(net.blocks[0].conv)

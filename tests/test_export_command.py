@@ -14,13 +14,7 @@ from nablafx.export import ExportCheckFailed, UnsupportedExport
 from nablafx.export.formats import FORMATS
 from nablafx.models import RNN, TCN
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def run(*argv: str) -> int:

@@ -19,13 +19,7 @@ from nablafx.export.nam import BURN_IN, settled_state
 from nablafx.models import RNN
 from nablafx.models.wavenet import WaveNet
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def describe(net, **meta):

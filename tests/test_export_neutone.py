@@ -15,13 +15,7 @@ from nablafx.export.metadata import ExportMetadata
 from nablafx.export.neutone import MAX_KNOBS, METADATA_FILE
 from nablafx.models import TCN
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def describe(net, **kw):

@@ -8,25 +8,14 @@ import numpy as np
 import onnx
 import onnxruntime
 import pytest
-import torch
-from export_helpers import blocks_of, build, knob_names, knob_values, signal, torch_output
+from export_helpers import blocks_of, build, describe, knob_values, signal, torch_output
 
 from nablafx.export import UnsupportedExport, export_model
 from nablafx.export.metadata import ExportMetadata
 
 ONNX_FAMILIES = ["tcn", "tcn-film-k2", "gcn", "lstm", "gru-k2", "wavenet", "wavenet-gated-k1"]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def describe(net):
-    return ExportMetadata.describe(net, {"sample_rate": 48_000, "knob_names": knob_names(net), "dataset": "synth"})
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def onnx_dtype(type_name: str):

@@ -19,13 +19,7 @@ from nablafx.export import UnsupportedExport, export_model
 from nablafx.export.metadata import ExportMetadata
 from nablafx.models import RNN, TCN
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def sigmoid(v):

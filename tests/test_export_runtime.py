@@ -18,13 +18,7 @@ from nablafx.training.module import EffectModule
 
 PLUGIN_CFG = Path(__file__).resolve().parents[1] / "cfg" / "model" / "plugin"
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 @pytest.mark.parametrize("name", ["tcn-film-k2", "gru-k2", "wavenet"])

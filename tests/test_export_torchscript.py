@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from export_helpers import blocks_of, build, knob_names, knob_values, signal, torch_output
+from export_helpers import blocks_of, build, describe, knob_values, signal, torch_output
 
 from nablafx.export import export_model
 from nablafx.export.metadata import ExportMetadata
@@ -16,17 +16,7 @@ from nablafx.export.torchscript import METADATA_FILE
 TORCHSCRIPT_FAMILIES = ["tcn", "tcn-film-k2", "gcn", "s4", "lstm", "gru-k2", "wavenet", "wavenet-gated-k1",
                         "tcn-tvfilm", "gcn-tfilm-k1", "tcn-ttfilm-k2", "lstm-tvc-k1", "graybox-dist", "graybox-k2"]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def describe(net):
-    return ExportMetadata.describe(net, {"sample_rate": 48_000, "knob_names": knob_names(net), "dataset": "synth"})
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 @pytest.mark.parametrize("name", TORCHSCRIPT_FAMILIES)
@@ -81,3 +71,20 @@ def test_module_carries_metadata_and_defaults(tmp_path):
     module.reset()
     default = module.process(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(default, torch_output(net, x, np.array([0.5, 0.5], np.float32)), atol=2e-6)
+
+
+def test_moving_knobs_mid_stream_follows_the_model(tmp_path):
+    """Knob-conditioned filters rebuild their cached block-form operators when the knobs move."""
+    net = build("graybox-k2")
+    path = export_model(net, describe(net), "torchscript", tmp_path / "model.pt", check_samples=1000).path
+    module = torch.jit.load(str(path))
+    x = signal(1200)
+    settings = [np.array([0.2, 0.9], np.float32), np.array([0.8, 0.1], np.float32), np.array([0.2, 0.9], np.float32)]
+    expected, state, outputs = [], None, []
+    module.reset()
+    for part, knobs in zip(np.array_split(x, 3), settings):
+        with torch.no_grad():
+            y, state = net(torch.from_numpy(part).reshape(1, 1, -1), torch.from_numpy(knobs).reshape(1, -1), state)
+        expected.append(y.reshape(-1).numpy())
+        outputs.append(module.process(torch.from_numpy(part), torch.from_numpy(knobs)).numpy())
+    np.testing.assert_allclose(np.concatenate(outputs), np.concatenate(expected), atol=5e-5, rtol=0)

@@ -15,14 +15,7 @@ from nablafx.models import GCN, RNN, S4, TCN
 CFG = Path(__file__).resolve().parents[1] / "cfg" / "model"
 MODEL_CONFIGS = sorted(p for family in ("tcn", "gcn", "s4", "rnn") for p in (CFG / family).glob("*.yaml"))
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors: one thread is faster, and avoids oversubscribing a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def num_params(model: torch.nn.Module) -> int:

@@ -13,13 +13,7 @@ from nablafx.models import RNN, S4, TCN
 
 CFG = Path(__file__).resolve().parents[1] / "cfg" / "model"
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def run_bench(capsys, *argv: str) -> list[dict]:

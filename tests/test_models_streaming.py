@@ -16,13 +16,7 @@ LENGTH = 1100  # crosses a 1000-sample host block and many control blocks
 LENGTH_PER_SAMPLE = 260  # block size 1 costs one call per sample: keep it short
 CONTROL_BLOCK = 16  # many control steps in a short signal; 128 is tested separately
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def small_model(family: str, conditioning: str, num_knobs: int, control_block_size: int = CONTROL_BLOCK):

@@ -16,13 +16,7 @@ CFG = Path(__file__).resolve().parents[1] / "cfg" / "model" / "wavenet"
 # Weights as NAM counts them (head_scale included) -- peers.md / export-formats.md.
 NAM_WEIGHTS = {"standard": 13_802, "lite": 6_554, "feather": 3_026, "nano": 842}
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 @pytest.mark.parametrize("preset", list(NAM_WEIGHTS))

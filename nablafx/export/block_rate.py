@@ -3,7 +3,8 @@
 :class:`~nablafx.models.block_control.BlockRateLSTM` (TFiLM, TTFiLM, TVFiLM and the RNN's
 ``tvc`` input) decides in Python how many control blocks a chunk completes, from the
 number of samples seen so far. A trace would freeze those decisions, so for export each
-``BlockRateLSTM`` of a copy of the model is replaced (:func:`make_block_rate_traceable`) by
+``BlockRateLSTM`` of a copy of the model is replaced
+(:func:`nablafx.export.streaming.make_traceable`) by
 :class:`TraceableBlockRate`: the pooling / LSTM / read-out step lives in
 :class:`ScriptedBlockRate` (TorchScript, so its branches and loops stay dynamic), and the
 block sequence it returns (:class:`TensorBlockSequence`) offers the same ``map``,
@@ -21,7 +22,6 @@ tests/test_export_block_rate.py) compare the two on irregular block sizes.
 
 from __future__ import annotations
 
-import copy
 from typing import List, NamedTuple, Optional, Tuple
 
 import torch
@@ -138,13 +138,3 @@ class TraceableBlockRate(nn.Module):
                      torch.zeros((), dtype=torch.int64))
         values, offset, length, state = self.kernel(x, knobs, state)
         return TensorBlockSequence(values, offset, length, self.block_size), state
-
-
-def make_block_rate_traceable(net: nn.Module) -> nn.Module:
-    """A copy of ``net`` with every ``BlockRateLSTM`` replaced by :class:`TraceableBlockRate`."""
-    net = copy.deepcopy(net)
-    for parent in list(net.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, BlockRateLSTM):
-                setattr(parent, name, TraceableBlockRate(child))
-    return net

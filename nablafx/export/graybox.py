@@ -32,14 +32,12 @@ EQ builds them once per stream (knob-conditioned ones again when the knobs move)
 
 from __future__ import annotations
 
-import copy
 from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from nablafx.controllers import DynamicController
-from nablafx.processors.biquads import BiquadCascade
 
 #: Samples per block-form chunk: the cost per sample grows with it (the Toeplitz part), the
 #: number of interpreter calls per host buffer shrinks.
@@ -243,16 +241,3 @@ class TraceableDynamicController(nn.Module):
             step = torch.zeros((), dtype=torch.int64)
             state = (x.new_zeros(batch, dtype=dtype), step, zeros, zeros, controls, controls, step)
         return self.kernel(x, knobs, state)
-
-
-def make_graybox_traceable(net: nn.Module) -> nn.Module:
-    """A copy of ``net`` whose dynamic controllers are scripted and whose biquad cascades
-    use the block form (the copy is for export only: it keeps no gradients)."""
-    net = copy.deepcopy(net)
-    for parent in list(net.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, DynamicController):
-                setattr(parent, name, TraceableDynamicController(child))
-            elif isinstance(child, BiquadCascade):
-                child.static_recursion = torch.jit.script(BlockBiquadCascade())
-    return net

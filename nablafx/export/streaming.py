@@ -34,9 +34,12 @@ import torch
 from torch import Tensor, nn
 from torch.utils._pytree import TreeSpec, tree_flatten, tree_unflatten
 
-from nablafx.export.block_rate import make_block_rate_traceable
+from nablafx.controllers import DynamicController
+from nablafx.export.block_rate import TraceableBlockRate
 from nablafx.export.check import check_knobs
-from nablafx.export.graybox import make_graybox_traceable
+from nablafx.export.graybox import BlockBiquadCascade, TraceableDynamicController
+from nablafx.models.block_control import BlockRateLSTM
+from nablafx.processors.biquads import BiquadCascade
 
 #: Block length the graph is traced with; any length works afterwards (the code path of this
 #: length is the one recorded, see :func:`fastest_piece`).
@@ -97,10 +100,26 @@ def initial_state(net: nn.Module) -> tuple[list[Tensor], StateLayout]:
     return [torch.zeros_like(leaf) for leaf in leaves if leaf is not None], StateLayout(spec, leaves)
 
 
+def make_traceable(net: nn.Module) -> nn.Module:
+    """A copy of ``net`` with what a trace cannot hold swapped for its scripted twin: block-rate
+    control (:mod:`~nablafx.export.block_rate`), gray-box dynamic controllers and the block form
+    of static biquad cascades (:mod:`~nablafx.export.graybox`). For export only (no gradients)."""
+    net = copy.deepcopy(net)
+    for parent in list(net.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, BlockRateLSTM):
+                setattr(parent, name, TraceableBlockRate(child))
+            elif isinstance(child, DynamicController):
+                setattr(parent, name, TraceableDynamicController(child))
+            elif isinstance(child, BiquadCascade):
+                child.static_recursion = torch.jit.script(BlockBiquadCascade())
+    return net
+
+
 @torch.no_grad()
 def build_step(net: nn.Module, takes_knobs: bool) -> tuple[StreamingStep, list[Tensor], tuple]:
     """The eager :class:`StreamingStep` of ``net``, its zero state and example inputs for tracing."""
-    net = make_graybox_traceable(make_block_rate_traceable(net)).eval()
+    net = make_traceable(net).eval()
     state, spec = initial_state(net)
     step = StreamingStep(net, spec, takes_knobs).eval()
     block = torch.randn(1, 1, TRACE_BLOCK, generator=torch.Generator().manual_seed(0)) * 0.5

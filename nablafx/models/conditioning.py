@@ -37,7 +37,6 @@ affine map, and streaming equals one call. Stream (and export) in eval mode.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from nablafx.models.block_control import BlockRateLSTM, BlockSequence, mlp
