@@ -88,3 +88,22 @@ def test_moving_knobs_mid_stream_follows_the_model(tmp_path):
         expected.append(y.reshape(-1).numpy())
         outputs.append(module.process(torch.from_numpy(part), torch.from_numpy(knobs)).numpy())
     np.testing.assert_allclose(np.concatenate(outputs), np.concatenate(expected), atol=5e-5, rtol=0)
+
+
+def test_s4_block_form_matches_the_per_sample_recurrence():
+    """The exported S4 layer (operators fixed at export) against the SSM's definition."""
+    from nablafx.export.ssm import BlockSSM
+    from nablafx.models.s4 import DiagonalSSM
+
+    net = build("s4")
+    ssm = next(module for module in net.modules() if isinstance(module, DiagonalSSM))
+    kernel = torch.jit.script(BlockSSM(ssm, chunk=64))
+    u = torch.randn(2, ssm.channels, 500, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected, expected_state = ssm.recurrence(u)
+        outputs, state = [], None
+        for block in u.split([1, 63, 64, 65, 200, 7, 100], dim=-1):  # shorter, equal, longer than a chunk
+            y, state = kernel(block, state)
+            outputs.append(y)
+    torch.testing.assert_close(torch.cat(outputs, dim=-1), expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(state, expected_state, atol=1e-5, rtol=0)

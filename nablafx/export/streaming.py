@@ -38,7 +38,9 @@ from nablafx.controllers import DynamicController
 from nablafx.export.block_rate import TraceableBlockRate
 from nablafx.export.check import check_knobs
 from nablafx.export.graybox import BlockBiquadCascade, TraceableDynamicController
+from nablafx.export.ssm import BlockSSM
 from nablafx.models.block_control import BlockRateLSTM
+from nablafx.models.s4 import DiagonalSSM
 from nablafx.processors.biquads import BiquadCascade
 
 #: Block length the graph is traced with; any length works afterwards (the code path of this
@@ -101,9 +103,11 @@ def initial_state(net: nn.Module) -> tuple[list[Tensor], StateLayout]:
 
 
 def make_traceable(net: nn.Module) -> nn.Module:
-    """A copy of ``net`` with what a trace cannot hold swapped for its scripted twin: block-rate
-    control (:mod:`~nablafx.export.block_rate`), gray-box dynamic controllers and the block form
-    of static biquad cascades (:mod:`~nablafx.export.graybox`). For export only (no gradients)."""
+    """A copy of ``net`` with what a trace cannot hold (or would recompute every call) swapped
+    for its scripted twin: block-rate control (:mod:`~nablafx.export.block_rate`), gray-box
+    dynamic controllers and the block form of static biquad cascades
+    (:mod:`~nablafx.export.graybox`), S4 layers with their block operators fixed
+    (:mod:`~nablafx.export.ssm`). For export only (no gradients)."""
     net = copy.deepcopy(net)
     for parent in list(net.modules()):
         for name, child in list(parent.named_children()):
@@ -111,6 +115,8 @@ def make_traceable(net: nn.Module) -> nn.Module:
                 setattr(parent, name, TraceableBlockRate(child))
             elif isinstance(child, DynamicController):
                 setattr(parent, name, TraceableDynamicController(child))
+            elif isinstance(child, DiagonalSSM):
+                setattr(parent, name, torch.jit.script(BlockSSM(child)))
             elif isinstance(child, BiquadCascade):
                 child.static_recursion = torch.jit.script(BlockBiquadCascade())
     return net
