@@ -74,3 +74,13 @@ def test_too_many_knobs_and_long_names_are_refused(tmp_path):
         export_model(net, describe(net, name="a model name far longer than thirty characters"),
                      "neutone", tmp_path / "m.nm")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_default_name_of_a_long_dataset_fits_neutone(tmp_path):
+    """A checkpoint of the built-in data exports with no --name (its data name carries settings)."""
+    net = build("lstm")
+    metadata = ExportMetadata.describe(net, {"sample_rate": 48_000, "dataset": "Synth-Overdrive-D060_T050_L050"})
+    assert metadata.name == "Synth-Overdrive-D060_T050-lstm"  # 30 characters
+    _, stored = load_neutone_model(str(export_model(net, metadata, "neutone", tmp_path / "m.nm",
+                                                    check_samples=500).path))
+    assert stored["model_name"] == metadata.name

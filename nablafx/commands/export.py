@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(they accept any block size)")
     parser.add_argument("--sample-rate", type=int, default=None,
                         help="sample rate in Hz to record (default: the checkpoint's training data rate)")
-    parser.add_argument("--name", default=None, help="model name shown by the plugin (default: data-family)")
+    parser.add_argument("--name", default=None, help="model name shown by the plugin (default: <data>-<family>, cut to 30 characters)")
     parser.add_argument("--author", default=None,
                         help="who made the model (NAM modeled_by, AIDA-X author, Neutone author)")
     parser.add_argument("--description", default=None, help="one-line description (Neutone: <= 150 characters)")

@@ -13,6 +13,18 @@ from nablafx.core import to_config
 from nablafx.export.families import model_family
 
 
+#: Longest default model name: Neutone's limit, and short enough for any plugin's menu.
+DEFAULT_NAME_LENGTH = 30
+
+
+def default_name(dataset: str | None, family: str) -> str:
+    """``<dataset>-<family>``, the dataset part cut so the whole fits :data:`DEFAULT_NAME_LENGTH`
+    (data names carry their settings, e.g. ``Synth-Overdrive-D060_T050_L050``)."""
+    if not dataset:
+        return family
+    return f"{dataset[: max(DEFAULT_NAME_LENGTH - len(family) - 1, 1)]}-{family}"
+
+
 @dataclass
 class ExportMetadata:
     """Plain-data description written into (or next to) every exported artefact.
@@ -68,7 +80,7 @@ class ExportMetadata:
             receptive_field=int(net.receptive_field),
             nablafx_version=nablafx.__version__,
             date=now.isoformat(timespec="seconds"),
-            name=name or "-".join(part for part in (dataset, family) if part),
+            name=name or default_name(dataset, family),
             author=author,
             description=description,
         )
