@@ -37,7 +37,7 @@ from torch.utils._pytree import TreeSpec, tree_flatten, tree_unflatten
 from nablafx.controllers import DynamicController
 from nablafx.export.block_rate import TraceableBlockRate
 from nablafx.export.check import check_knobs
-from nablafx.export.graybox import BlockBiquadCascade, TraceableDynamicController
+from nablafx.export.graybox import CachedBiquadCascade, TraceableDynamicController
 from nablafx.export.ssm import BlockSSM
 from nablafx.models.block_control import BlockRateLSTM
 from nablafx.models.s4 import DiagonalSSM
@@ -118,7 +118,7 @@ def make_traceable(net: nn.Module) -> nn.Module:
             elif isinstance(child, DiagonalSSM):
                 setattr(parent, name, torch.jit.script(BlockSSM(child)))
             elif isinstance(child, BiquadCascade):
-                child.static_recursion = torch.jit.script(BlockBiquadCascade())
+                child.static_recursion = torch.jit.script(CachedBiquadCascade(child))
     return net
 
 

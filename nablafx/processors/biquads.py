@@ -57,8 +57,8 @@ class BiquadCascade(Processor):
                 specs.append(ParamSpec(prefix + "gain_db", low, high, "dB", "linear", default))
             self.kinds.append((kind, prefix))
         self.param_specs = tuple(specs)
-        # Export swaps in a faster block form of the recursion for static coefficients
-        # (nablafx.export.graybox.BlockBiquadCascade); same arguments as biquad_filter.
+        # Export swaps in a faster block form for controls constant in time
+        # (nablafx.export.graybox.CachedBiquadCascade): (x, controls, state) -> (y, state).
         self.static_recursion: nn.Module | None = None
 
     @property
@@ -88,9 +88,14 @@ class BiquadCascade(Processor):
 
     def process(self, x: Tensor, values: dict[str, Tensor], state: State) -> tuple[Tensor, State]:
         b, a = self.coefficients(values)
-        if self.static_recursion is not None and b.shape[2] == 1:
-            return self.static_recursion(x, b, a, state)
         return biquad_filter(x, b, a, state)
+
+    def forward(self, x: Tensor, controls: Tensor | None = None, state: State = None) -> tuple[Tensor, State]:
+        if self.static_recursion is not None and not self.training and controls is not None \
+                and controls.shape[-1] == 1:
+            self.check_controls(x, controls)
+            return self.static_recursion(x, controls, state)
+        return super().forward(x, controls, state)
 
     def frequency_response(self, values: dict[str, Tensor], n_fft: int) -> Tensor:
         b, a = self.coefficients(values)
