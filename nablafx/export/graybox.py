@@ -38,6 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from nablafx.controllers import DynamicController
+from nablafx.dsp.interpolation import upsample_controls
 from nablafx.processors.biquads import BiquadCascade
 
 #: Samples per block-form chunk: the cost per sample grows with it (the Toeplitz part), the
@@ -137,16 +138,16 @@ class BlockBiquadCascade(nn.Module):
         batch, channels, length = x.shape[0], x.shape[1], x.shape[2]
         sections = b.shape[1]
         self.operators(b.double(), a.double())
-        # one row per (batch item, channel); coefficients shared by the channels (and the batch if 1)
-        rows = torch.arange(batch * channels) // channels
-        if self.full.shape[0] == 1:
-            rows = torch.zeros_like(rows)
         if state is None:
             state = torch.zeros(batch, channels, sections, 4, dtype=x.dtype)
-        swap = torch.tensor([1, 0, 3, 2])  # [x[-2], x[-1], y[-2], y[-1]] <-> [x[n-1], x[n-2], y[n-1], y[n-2]]
-        s = state.double().index_select(3, swap).reshape(batch * channels, sections * 4)
+        # [x[-2], x[-1], y[-2], y[-1]] <-> [x[n-1], x[n-2], y[n-1], y[n-2]]: a flip of each pair
+        s = state.double().reshape(batch, channels, sections, 2, 2).flip(-1).reshape(batch * channels, sections * 4)
         signal = x.double().reshape(batch * channels, length)
-        full, toeplitz, observe = self.full[rows], self.toeplitz[rows], self.observe[rows]
+        full, toeplitz, observe, powers, drive = self.full, self.toeplitz, self.observe, self.powers, self.drive
+        if full.shape[0] != batch * channels:  # one row per (item, channel); coefficients per item or shared
+            rows = torch.arange(batch * channels) // channels if full.shape[0] > 1 else torch.zeros(
+                batch * channels, dtype=torch.int64)
+            full, toeplitz, observe, powers, drive = full[rows], toeplitz[rows], observe[rows], powers[rows], drive[rows]
         outputs: List[Tensor] = []
         for start in range(0, length, self.chunk):
             piece = signal[:, start : start + self.chunk]
@@ -157,11 +158,11 @@ class BlockBiquadCascade(nn.Module):
                 s = z[:, n:]
             else:
                 y = torch.matmul(toeplitz[:, :n, :n], piece.unsqueeze(2)) + torch.matmul(observe[:, :n], s.unsqueeze(2))
-                s = (torch.matmul(self.powers[rows, n], s.unsqueeze(2))
-                     + torch.matmul(self.drive[rows, :n].flip(1).transpose(1, 2), piece.unsqueeze(2))).squeeze(2)
+                s = (torch.matmul(powers[:, n], s.unsqueeze(2))
+                     + torch.matmul(drive[:, :n].flip(1).transpose(1, 2), piece.unsqueeze(2))).squeeze(2)
                 outputs.append(y.squeeze(2))
         y = torch.cat(outputs, dim=1) if len(outputs) > 0 else signal
-        new_state = s.reshape(batch, channels, sections, 4).index_select(3, swap).to(state.dtype)
+        new_state = s.reshape(batch, channels, sections, 2, 2).flip(-1).reshape(batch, channels, sections, 4).to(state.dtype)
         return y.reshape(batch, channels, length).to(x.dtype), new_state
 
 
@@ -214,7 +215,7 @@ class ScriptedDynamicController(nn.Module):
         super().__init__()
         self.block_size: int = original.block_size
         self.num_knobs: int = original.num_knobs
-        self.linear: bool = original.interpolation == "linear"
+        self.interpolation: str = original.interpolation
         self.lstm = original.lstm
         self.readout = original.readout
 
@@ -245,13 +246,8 @@ class ScriptedDynamicController(nn.Module):
             ends.append(torch.sigmoid(self.readout(out)))
         end = torch.cat(ends, dim=1)
         start = torch.cat([previous.unsqueeze(1), end[:, :-1]], dim=1)
-        stop, begin = end[:, :num_blocks].transpose(1, 2), start[:, :num_blocks].transpose(1, 2)
-        if self.linear:
-            ramp = torch.arange(1, n + 1, dtype=stop.dtype) / n
-            values = (begin.unsqueeze(-1) + (stop - begin).unsqueeze(-1) * ramp).flatten(-2)
-        else:
-            values = stop.repeat_interleave(n, dim=-1)
-        controls = values[..., filled:total]
+        controls = upsample_controls(start[:, :num_blocks].transpose(1, 2), end[:, :num_blocks].transpose(1, 2),
+                                     n, self.interpolation)[..., filled:total]
         remainder = total % n
         new_peak = block_peak[:, complete] if remainder > 0 else torch.zeros_like(peak)
         new_state = (new_peak, torch.tensor(remainder, dtype=torch.int64), h, c, start[:, complete], end[:, complete],

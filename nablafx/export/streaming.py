@@ -137,7 +137,7 @@ def trace_step(net: nn.Module, takes_knobs: bool = True, freeze: bool = False
                ) -> tuple[torch.jit.ScriptModule, list[Tensor], tuple]:
     """Trace the streaming step; returns the graph, the zero state and the example inputs.
 
-    The trace runs with autograd enabled on a copy of ``net``: models may cache tensors in
+    The trace runs with autograd enabled (on the copy :func:`make_traceable` makes): models may cache tensors in
     inference mode (S4 caches its kernels per chunk length), and a trace would turn such a
     cache into constants valid for one block length only. The copy's parameters are then
     frozen (``requires_grad=False``), so hosts build no autograd graph.
@@ -147,8 +147,7 @@ def trace_step(net: nn.Module, takes_knobs: bool = True, freeze: bool = False
     computed once at export instead of on every call (gray-box distortion chain at 64-sample
     blocks: 4.6 -> 0.9 ms per call).
     """
-    net = copy.deepcopy(net).eval()
-    step, state, example = build_step(net, takes_knobs)
+    step, state, example = build_step(net, takes_knobs)  # on a copy (make_traceable)
     with torch.enable_grad(), warnings.catch_warnings():
         # The tracer warns about every Python int it sees; the export check is the real test.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
@@ -178,9 +177,10 @@ def fastest_piece(step: torch.jit.ScriptModule, state: list[Tensor], num_knobs: 
                   slowest_call: float = 0.05) -> int:
     """The block length at which ``step`` costs least per sample, measured on this machine.
 
-    A traced graph keeps the code path of the length it was traced at; for some models
-    (S4's block-matrix recurrence) that path grows faster than linearly with the block
-    length, so long host buffers are cheaper cut into pieces. Streaming is exact, so the
+    A traced graph keeps the code path of the length it was traced at, and TorchScript's
+    executor does not cost the same per sample at every length (it specialises on shapes, and
+    some operators scale worse than linearly), so long host buffers may be cheaper cut into
+    pieces. Streaming is exact, so the
     cut changes nothing but the cost. Costs are the best of ``repeats`` one-thread calls in CPU
     time of this thread (steady on a busy machine); a length whose call takes more than
     ``slowest_call`` seconds ends the search, since longer ones only get slower.
@@ -210,6 +210,6 @@ def fastest_piece(step: torch.jit.ScriptModule, state: list[Tensor], num_knobs: 
     finally:
         torch.set_num_threads(threads)
     # The longest piece within 25% of the cheapest: measurement noise must not cut every
-    # buffer into short pieces; only a clearly superlinear path (S4) should.
+    # buffer into short pieces; only a clearly superlinear path should.
     cheapest = min(costs.values())
     return max(length for length, cost in costs.items() if cost <= 1.25 * cheapest)
