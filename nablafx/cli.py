@@ -13,6 +13,8 @@ import importlib
 import os
 import sys
 
+from nablafx.errors import NablaError
+
 LIGHTNING_SUBCOMMANDS = {
     "fit": "train a model (LightningCLI; see `nablafx fit --help`)",
     "validate": "run the validation split on a checkpoint (--ckpt_path)",
@@ -89,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         args = build_parser(selected_tools(argv)).parse_args(argv)
         return int(args.handler(args) or 0)
-    except (ValueError, FileNotFoundError) as error:
-        # Bad input (data, knobs, checkpoints) is the user's to fix: say what, not where in our code.
+    except NablaError as error:
+        # Bad input (data, knobs, checkpoints, options) is the user's to fix: say what, not where
+        # in our code. Any other exception is a bug and keeps its traceback.
         if os.environ.get("NABLAFX_TRACEBACK"):
             raise
         print(f"nablafx: error: {error}", file=sys.stderr)

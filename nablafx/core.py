@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
+from nablafx.errors import ConfigError
 
 State = Any  # a tensor, or a tuple/list/dict of states, or None
 
@@ -82,7 +83,7 @@ def from_config(config: Any) -> Any:
         module_name, _, class_name = config["class_path"].rpartition(".")
         if not module_name.startswith("nablafx"):
             # Configs come from checkpoints; only build our own classes from them.
-            raise ValueError(f"refusing to build {config['class_path']!r}: not a nablafx class")
+            raise ConfigError(f"refusing to build {config['class_path']!r}: not a nablafx class")
         cls = getattr(importlib.import_module(module_name), class_name)
         init_args = {k: from_config(v) for k, v in config.get("init_args", {}).items()}
         return cls(**init_args)
@@ -115,22 +116,22 @@ class StreamModule(Configurable, nn.Module):
     def check_input(self, x: Tensor, knobs: Tensor | None) -> None:
         """Raise a clear error when audio or knobs do not fit this model."""
         if x.dim() != 3:
-            raise ValueError(
+            raise ConfigError(
                 f"{type(self).__name__} expects audio shaped (batch, channels, time), got {tuple(x.shape)}"
             )
         if self.num_knobs == 0:
             if knobs is not None and knobs.numel() > 0:
-                raise ValueError(
+                raise ConfigError(
                     f"{type(self).__name__} was built with num_knobs=0 but got knobs of shape "
                     f"{tuple(knobs.shape)}; build the model with num_knobs={knobs.shape[-1]} or drop the knobs"
                 )
             return
         if knobs is None:
-            raise ValueError(
+            raise ConfigError(
                 f"{type(self).__name__} needs {self.num_knobs} knob value(s) in [0, 1] but got none"
             )
         if knobs.dim() != 2 or knobs.shape[-1] != self.num_knobs or knobs.shape[0] != x.shape[0]:
-            raise ValueError(
+            raise ConfigError(
                 f"{type(self).__name__} expects knobs shaped (batch={x.shape[0]}, {self.num_knobs}), "
                 f"got {tuple(knobs.shape)}"
             )
@@ -162,7 +163,7 @@ def process_in_blocks(
 ) -> tuple[Tensor, State]:
     """Stream ``x`` through ``model`` in blocks of ``block_size`` samples, carrying the state."""
     if block_size < 1:
-        raise ValueError(f"block_size must be >= 1, got {block_size}")
+        raise ConfigError(f"block_size must be >= 1, got {block_size}")
     outputs = []
     for start in range(0, x.shape[-1], block_size):
         y, state = model(x[..., start : start + block_size], knobs, state)

@@ -1,7 +1,8 @@
 """LightningCLI set up for nablafx: one module class, one data module, sensible defaults.
 
 Defaults: wandb in offline mode under ``logs/`` (no account, no network), checkpoints
-``last.ckpt`` and the best by validation loss, and media logging. Any of these can be
+``last.ckpt`` and the best by validation loss (written atomically, read without unpickling
+code), and media logging. Any of these can be
 replaced in a trainer YAML or on the command line (``--trainer.logger false``).
 """
 
@@ -9,10 +10,9 @@ from __future__ import annotations
 
 import sys
 import warnings
-from pathlib import Path
 
-import torch
 import yaml
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 from jsonargparse import lazy_instance
 from lightning.pytorch.cli import LightningCLI
@@ -20,6 +20,8 @@ from lightning.pytorch.loggers import WandbLogger
 
 from nablafx.data.datamodule import EffectDataModule
 from nablafx.training.media import MediaLogger
+from nablafx.training.checkpoint import read_checkpoint
+from nablafx.training.checkpoint_io import AtomicCheckpointIO
 from nablafx.training.module import EffectModule
 
 
@@ -33,19 +35,19 @@ def _ckpt_path(args: list[str]) -> str | None:
 
 
 def with_net_from_checkpoint(args: list[str]) -> list[str]:
-    """Let ``validate/test/predict --ckpt_path X`` run without a model config.
+    """Check ``--ckpt_path`` and let ``validate/test/predict --ckpt_path X`` run without a model config.
 
-    The checkpoint holds the net's config; it is given to the parser as the first
-    config, so model files or ``--model.*`` options on the command line still override it.
+    Every subcommand's checkpoint is read here first with ``weights_only=True``, so a missing,
+    truncated or code-carrying file stops with a clear message before Lightning opens it.
+    The checkpoint holds the net's config; it is given to the parser as the first config,
+    so model files or ``--model.*`` options on the command line still override it.
     """
     ckpt_path = _ckpt_path(args)
-    if not args or args[0] == "fit" or ckpt_path is None:
+    if not args or ckpt_path is None:
         return args
-    if not Path(ckpt_path).is_file():
-        raise FileNotFoundError(f"--ckpt_path {ckpt_path}: no such checkpoint file")
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    checkpoint = read_checkpoint(ckpt_path)
     net = checkpoint.get("hyper_parameters", {}).get("net")
-    if net is None:
+    if args[0] == "fit" or net is None:
         return args
     return [args[0], "--config", yaml.safe_dump({"model": {"net": net}}), *args[1:]]
 
@@ -77,3 +79,11 @@ class NablaCLI(LightningCLI):
             auto_configure_optimizers=False,
             args=args,
         )
+
+    def instantiate_trainer(self, **kwargs):
+        # Added here rather than in trainer_defaults: jsonargparse cannot write a plugin
+        # object into the saved config.yaml. A user's own CheckpointIO plugin wins.
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer

@@ -144,14 +144,16 @@ def test_dry_levels_vary_across_the_file_without_clipping():
 def linear_fit_residual_db(x: np.ndarray, y: np.ndarray, taps: int = 64) -> float:
     """Energy of what the least-squares causal FIR from x to y leaves unexplained, relative to y.
 
-    The FIR solves the normal (Wiener-Hopf) equations: a Toeplitz system of the
-    autocorrelation of x against the cross-correlation of y with x.
+    The FIR is the least-squares solution over the convolution matrix of x (SVD-based
+    ``lstsq``). Solving the normal (Wiener-Hopf) equations instead squares the condition
+    number: for band-limited guitar audio their Toeplitz matrix has a condition number
+    near 1e18, so Levinson's recursion returned anything from -85 dB to -37 dB on the same
+    signal depending on the scipy/numpy build.
     """
     x, y = x.astype(np.float64), y.astype(np.float64)
-    autocorrelation = np.array([np.dot(x[: len(x) - k], x[k:]) for k in range(taps)])
-    cross = np.array([np.dot(y[k:], x[: len(x) - k]) for k in range(taps)])
-    fir = scipy.linalg.solve_toeplitz(autocorrelation, cross)
-    residual = y - scipy.signal.lfilter(fir, [1.0], x)
+    convolution = scipy.linalg.toeplitz(x, np.r_[x[0], np.zeros(taps - 1)])
+    fir, *_ = np.linalg.lstsq(convolution, y, rcond=None)
+    residual = y - convolution @ fir
     return 10.0 * np.log10(np.sum(residual**2) / np.sum(y**2))
 
 
@@ -169,7 +171,8 @@ def harmonic_distortion_db(y: np.ndarray, f0: float) -> float:
 def test_overdrive_is_linear_at_minimum_drive_for_low_levels():
     dry = make_dry("guitar", 1.0, SR, seed=1)
     quiet = dry * (10 ** (-40 / 20) / np.max(np.abs(dry)))
-    assert linear_fit_residual_db(quiet, OVERDRIVE.process(quiet, SR, D=0.0)) < -40.0
+    # float32 output leaves about -125 dB; the diodes at minimum drive and -40 dBFS add far less
+    assert linear_fit_residual_db(quiet, OVERDRIVE.process(quiet, SR, D=0.0)) < -80.0
     assert linear_fit_residual_db(quiet, OVERDRIVE.process(quiet, SR, D=1.0)) > -25.0
 
 

@@ -40,6 +40,7 @@ import yaml
 from torch import nn
 
 from nablafx.core import detach_state, from_config
+from nablafx.errors import ConfigError
 
 NAME = "bench"
 HELP = "measure params, receptive field, MACs/sample, training throughput and real-time factors of models"
@@ -105,7 +106,7 @@ def load_model(path: Path) -> tuple[nn.Module, dict]:
         module_args = document.get("model", document)
         net_config = module_args.get("net", module_args)
         if not isinstance(net_config, dict) or "class_path" not in net_config:
-            raise ValueError(f"{path}: no model.net class_path/init_args found")
+            raise ConfigError(f"{path}: no model.net class_path/init_args found")
         return from_config(net_config), {k: v for k, v in module_args.items() if k != "net"}
     from nablafx.training.checkpoint import load_checkpoint  # local: YAML benchmarks need no training stack
 
@@ -299,14 +300,14 @@ def run_exported(args: argparse.Namespace) -> int:
     from nablafx.export.bench import BLOCK_SIZES, bench_exported, check_artefact, format_table
 
     if args.models:
-        raise ValueError(
+        raise ConfigError(
             f"give either model configs ({' '.join(args.models)}) or --exported artefacts, not both; "
             "run `nablafx bench` once for each"
         )
     paths = [check_artefact(path) for path in args.exported]  # every path checked before any timing
     block_sizes = tuple(args.block_sizes or BLOCK_SIZES)
     if min(block_sizes) < 1:
-        raise ValueError(f"--block-sizes must be >= 1, got {list(block_sizes)}")
+        raise ConfigError(f"--block-sizes must be >= 1, got {list(block_sizes)}")
     seconds, repeats = (0.25, 1) if args.quick else (args.stream_seconds, args.repeats)
     budget = max(1.5 * seconds, 0.5)  # wall-time cap per timing, for slow models on a loaded machine
     results = []
@@ -337,7 +338,7 @@ def run(args: argparse.Namespace) -> int:
     if args.exported is not None:
         return run_exported(args)
     if not args.models:
-        raise ValueError("give model config YAML(s), folders of them or checkpoint(s), or --exported PATH ...")
+        raise ConfigError("give model config YAML(s), folders of them or checkpoint(s), or --exported PATH ...")
     args.block_sizes = args.block_sizes or list(DEFAULT_BLOCK_SIZES)
     paths = expand_paths(args.models)
     if not paths:

@@ -14,6 +14,7 @@ import torch
 import torchaudio
 
 from nablafx.export.runtime import StreamingRuntime
+from nablafx.errors import ConfigError, MissingFileError
 
 NAME = "process"
 HELP = "apply a trained model (checkpoint) to a wav file"
@@ -41,31 +42,31 @@ def parse_knobs(text: str | None, knob_names: list[str], num_knobs: int) -> torc
     names = ", ".join(knob_names) if knob_names else f"{num_knobs} knob(s)"
     if num_knobs == 0:
         if text:
-            raise ValueError(f"this model takes no knobs, but --knobs {text} was given; drop --knobs")
+            raise ConfigError(f"this model takes no knobs, but --knobs {text} was given; drop --knobs")
         return None
     if not text:
-        raise ValueError(f"this model needs --knobs with {num_knobs} value(s) in [0, 1] ({names}), e.g. --knobs {','.join(['0.5'] * num_knobs)}")
+        raise ConfigError(f"this model needs --knobs with {num_knobs} value(s) in [0, 1] ({names}), e.g. --knobs {','.join(['0.5'] * num_knobs)}")
     try:
         values = [float(v) for v in text.split(",")]
     except ValueError:
-        raise ValueError(f"--knobs {text!r}: expected comma-separated numbers such as 0.3,0.7") from None
+        raise ConfigError(f"--knobs {text!r}: expected comma-separated numbers such as 0.3,0.7") from None
     if len(values) != num_knobs:
-        raise ValueError(f"--knobs {text}: the model has {num_knobs} knob(s) ({names}), got {len(values)} value(s)")
+        raise ConfigError(f"--knobs {text}: the model has {num_knobs} knob(s) ({names}), got {len(values)} value(s)")
     bad = [v for v in values if not 0.0 <= v <= 1.0]
     if bad:
-        raise ValueError(f"--knobs {text}: values must lie in [0, 1], got {bad}")
+        raise ConfigError(f"--knobs {text}: values must lie in [0, 1], got {bad}")
     return torch.tensor([values], dtype=torch.float32)
 
 
 def read_wav(path: Path) -> tuple[np.ndarray, int]:
     if not path.is_file():
-        raise FileNotFoundError(f"input file {path} does not exist")
+        raise MissingFileError(f"input file {path} does not exist; give the path of a WAV file")
     try:
         audio, sample_rate = sf.read(path, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as error:
-        raise ValueError(f"{path} is not a readable audio file ({error})") from None
+        raise ConfigError(f"{path} is not a readable audio file ({error})") from None
     if not np.isfinite(audio).all():
-        raise ValueError(f"{path} contains NaN or inf samples; repair or re-export the file")
+        raise ConfigError(f"{path} contains NaN or inf samples; repair or re-export the file")
     return audio.T, sample_rate  # (channels, time)
 
 

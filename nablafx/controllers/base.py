@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from nablafx.core import State, StreamModule
+from nablafx.errors import ConfigError
 
 # Initial values are clipped away from 0 and 1 so their logits stay finite.
 INIT_MARGIN = 1e-6
@@ -33,9 +34,9 @@ class Controller(StreamModule):
     def __init__(self, num_params: int, num_knobs: int = 0, init: list[float] | None = None):
         super().__init__()
         if num_params < 1:
-            raise ValueError(f"{type(self).__name__} needs num_params >= 1")
+            raise ConfigError(f"{type(self).__name__} needs num_params >= 1")
         if init is not None and len(init) != num_params:
-            raise ValueError(f"{type(self).__name__}: init has {len(init)} values for {num_params} parameters")
+            raise ConfigError(f"{type(self).__name__}: init has {len(init)} values for {num_params} parameters")
         self.num_params = num_params
         self.num_knobs = num_knobs
         self.init = [0.5] * num_params if init is None else [float(v) for v in init]
@@ -46,7 +47,7 @@ class Controller(StreamModule):
 
 def require_knobs(controller: str, num_knobs: int) -> None:
     if num_knobs < 1:
-        raise ValueError(f"a {controller} controller is conditioned on knobs: build it with num_knobs >= 1")
+        raise ConfigError(f"a {controller} controller is conditioned on knobs: build it with num_knobs >= 1")
 
 
 __all__ = ["Controller", "logit", "require_knobs"]

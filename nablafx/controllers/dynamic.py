@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from nablafx.controllers.base import Controller, logit
 from nablafx.core import State
 from nablafx.dsp.interpolation import INTERPOLATIONS, upsample_controls
+from nablafx.errors import ConfigError
 
 
 class DynamicController(Controller):
@@ -32,9 +33,9 @@ class DynamicController(Controller):
                  block_size: int = 128, hidden_size: int | None = None, interpolation: str = "linear"):
         super().__init__(num_params, num_knobs, init)
         if block_size < 1:
-            raise ValueError(f"block_size must be >= 1, got {block_size}")
+            raise ConfigError(f"block_size must be >= 1, got {block_size}")
         if interpolation not in INTERPOLATIONS:
-            raise ValueError(f"unknown interpolation {interpolation!r}; valid: {', '.join(INTERPOLATIONS)}")
+            raise ConfigError(f"unknown interpolation {interpolation!r}; valid: {', '.join(INTERPOLATIONS)}")
         self.block_size = block_size
         self.interpolation = interpolation
         hidden_size = num_params if hidden_size is None else hidden_size

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from nablafx.data.dataset import SegmentDataset
 from nablafx.data.errors import DataError
 from nablafx.data.tonetwist import Pair, find_pairs
+from nablafx.errors import ConfigError
 
 WHOLE_FILE = (0.0, 1.0)
 PAIRS_KEYS = ("train", "val", "test")
@@ -169,20 +170,20 @@ class EffectDataModule(LightningDataModule):
         """Reject configurations that cannot work, before any file is read."""
         if self.pairs is not None:
             if self.device is not None or self.synth is not None:
-                raise ValueError("give either `pairs` or a ToneTwist folder (`device`, `synth`), not both")
+                raise ConfigError("give either `pairs` or a ToneTwist folder (`device`, `synth`), not both")
             if set(self.pairs) - set(PAIRS_KEYS) or not self.pairs.get("train"):
-                raise ValueError(
+                raise ConfigError(
                     f"`pairs` needs a non-empty `train` list and only the keys {PAIRS_KEYS}; "
                     f"got {sorted(self.pairs)}"
                 )
         elif self.root is None or self.device is None:
-            raise ValueError("set `root` and `device` (a ToneTwist-layout folder), or list files in `pairs`")
+            raise ConfigError("set `root` and `device` (a ToneTwist-layout folder), or list files in `pairs`")
         if len(set(self._knob_names)) != len(self._knob_names):
-            raise ValueError(f"`knobs` names a knob twice: {self._knob_names}")
+            raise ConfigError(f"`knobs` names a knob twice: {self._knob_names}")
         if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"`val_fraction` must be in [0, 1), got {self.val_fraction}")
+            raise ConfigError(f"`val_fraction` must be in [0, 1), got {self.val_fraction}")
         if self.batch_size < 1 or self.test_batch_size < 1:
-            raise ValueError(f"batch sizes must be >= 1, got {self.batch_size} and {self.test_batch_size}")
+            raise ConfigError(f"batch sizes must be >= 1, got {self.batch_size} and {self.test_batch_size}")
 
     def _render_synth_if_missing(self) -> None:
         if self.synth is None or (Path(self.root) / self.device).is_dir():
@@ -288,7 +289,7 @@ class EffectDataModule(LightningDataModule):
 def _config_pair(entry: Any, split: str, base: Path, knob_names: list[str]) -> Pair:
     """``[input, target]`` or ``[input, target, knobs]`` from ``pairs.<split>`` as a :class:`Pair`."""
     if not isinstance(entry, (list, tuple)) or len(entry) not in (2, 3):
-        raise ValueError(
+        raise ConfigError(
             f"each entry of pairs.{split} is [input, target] or [input, target, knobs], got {entry!r}"
         )
     input_path, target_path = base / entry[0], base / entry[1]

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from nablafx.data.audio import audio_sample_rate, load_audio
 from nablafx.data.errors import DataError
+from nablafx.errors import ConfigError
 
 # A segment whose input peaks below -80 dBFS holds no signal to learn from.
 SILENT_SEGMENT_THRESHOLD = 1e-4
@@ -58,13 +59,13 @@ class SegmentDataset(Dataset):
     ):
         hop_length = segment_length if hop_length is None else hop_length
         if segment_length < 1 or hop_length < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"segment_length and hop_length must be >= 1, got {segment_length} and {hop_length}"
             )
         if not 0.0 <= region[0] < region[1] <= 1.0:
-            raise ValueError(f"region must satisfy 0 <= start < end <= 1, got {region}")
+            raise ConfigError(f"region must satisfy 0 <= start < end <= 1, got {region}")
         if not pairs:
-            raise ValueError("SegmentDataset needs at least one (input, target) pair")
+            raise ConfigError("SegmentDataset needs at least one (input, target) pair")
         self.sample_rate = sample_rate
         self.segment_length = segment_length
         self.region = tuple(region)
@@ -116,7 +117,7 @@ class SegmentDataset(Dataset):
 
 def _as_source(pair: PairSource) -> tuple[Path, Path, tuple[float, ...]]:
     if len(pair) not in (2, 3):
-        raise ValueError(f"a pair is (input, target) or (input, target, knobs), got {pair!r}")
+        raise ConfigError(f"a pair is (input, target) or (input, target, knobs), got {pair!r}")
     knobs = tuple(float(value) for value in pair[2]) if len(pair) == 3 else ()
     return Path(pair[0]), Path(pair[1]), knobs
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from os import PathLike
 
+from nablafx.errors import NablaError
 
-class DataError(ValueError):
+
+class DataError(NablaError):
     """A dataset problem the user can fix: bad file, missing folder, mismatched pair.
 
     ``DataError(problem, path, fix)`` formats as ``"<path>: <problem>\\n  fix: <fix>"``.

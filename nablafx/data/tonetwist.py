@@ -28,6 +28,7 @@ from os import PathLike
 from pathlib import Path
 
 from nablafx.data.errors import DataError
+from nablafx.errors import ConfigError
 
 # When both exist, the copy with sync markers is the one the targets were recorded from.
 DRY_FOLDERS = ("DRY-with-markers", "DRY")
@@ -222,7 +223,7 @@ def _existing_root(root: str | PathLike) -> Path:
 
 def _split_folder(root: str | PathLike, device: str, split: str) -> Path:
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
     device_folder = _existing_root(root) / device
     if not device_folder.is_dir():
         available = device_folders(root)

@@ -28,6 +28,7 @@ import math
 
 import torch
 from torch import Tensor
+from nablafx.errors import ConfigError
 
 # Filter kinds whose design uses gain_db.
 GAIN_KINDS = ("peaking", "lowshelf", "highshelf")
@@ -78,10 +79,10 @@ def biquad_coefficients(
     low-/high-pass filters.
     """
     if kind not in _DESIGNERS:
-        raise ValueError(f"unknown biquad kind {kind!r}; valid kinds: {', '.join(KINDS)}")
+        raise ConfigError(f"unknown biquad kind {kind!r}; valid kinds: {', '.join(KINDS)}")
     if gain_db is None:
         if kind in GAIN_KINDS:
-            raise ValueError(f"a {kind} biquad needs gain_db")
+            raise ConfigError(f"a {kind} biquad needs gain_db")
         gain_db = torch.zeros_like(cutoff_hz)
     w0 = 2 * math.pi * cutoff_hz / sample_rate
     c = w0.cos()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from nablafx.errors import ConfigError
 
 DEFAULT_TAIL_SAMPLES = 2**16
 
@@ -67,7 +68,7 @@ def fft_filter(x: Tensor, response: Tensor, n_fft: int) -> Tensor:
     every channel. Zero state: the block starts from silence and its tail is dropped.
     """
     if n_fft < x.shape[-1]:
-        raise ValueError(f"n_fft ({n_fft}) must be at least the signal length ({x.shape[-1]})")
+        raise ConfigError(f"n_fft ({n_fft}) must be at least the signal length ({x.shape[-1]})")
     spectrum = torch.fft.rfft(x, n=n_fft) * response.unsqueeze(-2)
     return torch.fft.irfft(spectrum, n=n_fft)[..., : x.shape[-1]]
 

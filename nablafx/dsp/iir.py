@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from nablafx.dsp.recursion import iir_filter
+from nablafx.errors import ConfigError
 
 
 def biquad_filter(x: Tensor, b: Tensor, a: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -36,7 +37,7 @@ def biquad_filter(x: Tensor, b: Tensor, a: Tensor, state: Tensor | None = None) 
     sections = b.shape[1]
     if b.shape != a.shape or b.dim() != 4 or b.shape[-1] != 3 or b.shape[2] not in (1, length) \
             or b.shape[0] not in (1, batch):
-        raise ValueError(
+        raise ConfigError(
             f"biquad coefficients must be (batch={batch} or 1, sections, time={length} or 1, 3), "
             f"got b {tuple(b.shape)}, a {tuple(a.shape)}"
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from nablafx.errors import ConfigError
 
 INTERPOLATIONS = ("hold", "linear")
 
@@ -32,7 +33,7 @@ def upsample_controls(previous: Tensor, current: Tensor, block_size: int, mode: 
     if mode == "hold":
         return current.repeat_interleave(block_size, dim=-1)
     if mode != "linear":
-        raise ValueError("unknown interpolation '" + mode + "'; valid: hold, linear")
+        raise ConfigError("unknown interpolation '" + mode + "'; valid: hold, linear")
     ramp = torch.arange(1, block_size + 1, dtype=current.dtype, device=current.device) / block_size
     values = previous.unsqueeze(-1) + (current - previous).unsqueeze(-1) * ramp
     return values.flatten(-2)

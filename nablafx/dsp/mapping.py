@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 from torch import Tensor
+from nablafx.errors import ConfigError
 
 SCALES = ("linear", "log")
 
@@ -21,11 +22,11 @@ SCALES = ("linear", "log")
 def check_range(name: str, minimum: float, maximum: float, scale: str) -> None:
     """Raise a clear error for a range no mapping can use."""
     if scale not in SCALES:
-        raise ValueError(f"parameter {name!r}: unknown scale {scale!r}; valid scales: {', '.join(SCALES)}")
+        raise ConfigError(f"parameter {name!r}: unknown scale {scale!r}; valid scales: {', '.join(SCALES)}")
     if not minimum < maximum:
-        raise ValueError(f"parameter {name!r}: minimum ({minimum}) must be smaller than maximum ({maximum})")
+        raise ConfigError(f"parameter {name!r}: minimum ({minimum}) must be smaller than maximum ({maximum})")
     if scale == "log" and minimum <= 0:
-        raise ValueError(f"parameter {name!r}: a log scale needs a positive minimum, got {minimum}")
+        raise ConfigError(f"parameter {name!r}: a log scale needs a positive minimum, got {minimum}")
 
 
 def denormalize(u: Tensor, minimum: float, maximum: float, scale: str) -> Tensor:

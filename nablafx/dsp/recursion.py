@@ -42,6 +42,7 @@ import numba
 import numpy as np
 import torch
 from torch import Tensor
+from nablafx.errors import ConfigError
 
 
 @numba.njit(cache=True, nogil=True)
@@ -172,7 +173,7 @@ def iir_filter(x: Tensor, b: Tensor, a: Tensor, x_init: Tensor | None = None,
     batch, length = x.shape
     for name, coefficients in (("b", b), ("a", a)):
         if coefficients.dim() != 3 or coefficients.shape[0] != batch or coefficients.shape[2] not in (1, length):
-            raise ValueError(
+            raise ConfigError(
                 f"iir_filter: {name} must be (batch={batch}, n, time={length} or 1), got {tuple(coefficients.shape)}"
             )
     if x_init is None:

@@ -27,6 +27,7 @@ import torch
 
 from nablafx.core import from_config
 from nablafx.export.runtime import StreamingRuntime
+from nablafx.errors import ConfigError
 
 BLOCK_SIZES = (32, 64, 128, 256, 512, 1024, 2048)
 #: suffix -> format of the artefacts timed here (each has a Python consumer)
@@ -40,13 +41,13 @@ def check_artefact(path: str | Path) -> Path:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in PLUGIN_ONLY:
-        raise ValueError(
+        raise ConfigError(
             f"{path}: no Python runtime to time for {PLUGIN_ONLY[suffix]} ({suffix}) files; they run in their "
             "C++ plugins -- bench the .pt, .onnx or .nm export of the same model (nablafx export CKPT "
             "--format torchscript|onnx|neutone)"
         )
     if suffix not in RUNNABLE:
-        raise ValueError(
+        raise ConfigError(
             f"{path}: unknown artefact type {suffix or '(no suffix)'!r}; give a file written by "
             "`nablafx export` with --format torchscript, onnx or neutone (.pt, .onnx or .nm)"
         )
@@ -85,7 +86,7 @@ def _metadata(path: Path, text: str | None) -> dict:
     except json.JSONDecodeError:
         metadata = None
     if not isinstance(metadata, dict) or not isinstance(metadata.get("net"), dict):
-        raise ValueError(
+        raise ConfigError(
             f"{path}: no nablafx metadata with the model config in this file; bench artefacts written by "
             "`nablafx export` (they record it in nablafx.json / the ONNX metadata properties)"
         )
@@ -145,7 +146,7 @@ def bench_exported(path: str | Path, block_sizes: tuple[int, ...] = BLOCK_SIZES,
     """
     path = check_artefact(path)
     if not block_sizes or min(block_sizes) < 1:
-        raise ValueError(f"block sizes must be >= 1, got {list(block_sizes)}")
+        raise ConfigError(f"block sizes must be >= 1, got {list(block_sizes)}")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -154,7 +155,7 @@ def bench_exported(path: str | Path, block_sizes: tuple[int, ...] = BLOCK_SIZES,
         except (ValueError, FileNotFoundError):
             raise
         except Exception as error:  # torch.jit / onnx raise several types for corrupt or foreign files
-            raise ValueError(
+            raise ConfigError(
                 f"{path}: not a readable {RUNNABLE[path.suffix.lower()]} artefact ({error}); re-export it with "
                 "`nablafx export`"
             ) from error

@@ -21,6 +21,7 @@ from nablafx.export.check import DEFAULT_TOLERANCE, IRREGULAR_BLOCKS, check_knob
 from nablafx.export.errors import ExportCheckFailed, UnsupportedExport
 from nablafx.export.families import STREAMING_FAMILIES
 from nablafx.export.metadata import ExportMetadata
+from nablafx.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class ExportResult:
 
 def get_format(name: str) -> ExportFormat:
     if name not in FORMATS:
-        raise ValueError(f"unknown export format {name!r}; valid: {', '.join(FORMATS)}")
+        raise ConfigError(f"unknown export format {name!r}; valid: {', '.join(FORMATS)}")
     return FORMATS[name]
 
 
@@ -124,7 +125,7 @@ def export_model(net: nn.Module, metadata: ExportMetadata, format_name: str, out
     net.eval()
     fmt = check_export(net, metadata, format_name, options)
     if block_size is not None and block_size < 1:
-        raise ValueError(f"--block-size must be >= 1, got {block_size}")
+        raise ConfigError(f"--block-size must be >= 1, got {block_size}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)

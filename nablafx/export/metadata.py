@@ -11,6 +11,7 @@ from torch import nn
 import nablafx
 from nablafx.core import to_config
 from nablafx.export.families import model_family
+from nablafx.errors import ConfigError
 
 
 #: Longest default model name: Neutone's limit, and short enough for any plugin's menu.
@@ -61,7 +62,7 @@ class ExportMetadata:
         num_knobs = net.num_knobs
         knob_names = list(meta.get("knob_names") or [f"knob{i + 1}" for i in range(num_knobs)])
         if len(knob_names) != num_knobs:
-            raise ValueError(
+            raise ConfigError(
                 f"the checkpoint names {len(knob_names)} knob(s) {knob_names} but the model takes {num_knobs}"
             )
         rate = sample_rate if sample_rate is not None else meta.get("sample_rate")

@@ -44,6 +44,7 @@ from nablafx.export.check import max_error, reference_output
 from nablafx.export.errors import UnsupportedExport
 from nablafx.export.families import model_family
 from nablafx.export.metadata import ExportMetadata
+from nablafx.errors import ConfigError
 
 VERSION = "0.5.4"
 GEAR_TYPES = ("amp", "pedal", "pedal_amp", "amp_cab", "amp_pedal_cab", "preamp", "studio")
@@ -173,7 +174,7 @@ def run_nam(document: dict, x: np.ndarray) -> np.ndarray:
         return _run_lstm(document["config"], weights, x)
     if document["architecture"] == "WaveNet":
         return _run_wavenet(document["config"], weights, x)
-    raise ValueError(f"no reader for NAM architecture {document['architecture']!r}")
+    raise ConfigError(f"no reader for NAM architecture {document['architecture']!r}")
 
 
 class _Reader:

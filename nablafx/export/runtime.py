@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch import Tensor, nn
+from nablafx.errors import ConfigError
 
 
 class StreamingRuntime:
@@ -48,9 +49,9 @@ class StreamingRuntime:
     def _knob_tensor(self, knobs) -> Tensor:
         values = torch.as_tensor(np.asarray(knobs, dtype=np.float32)).reshape(-1)
         if values.numel() != self.num_knobs:
-            raise ValueError(f"the model has {self.num_knobs} knob(s), got {values.numel()} value(s)")
+            raise ConfigError(f"the model has {self.num_knobs} knob(s), got {values.numel()} value(s)")
         if values.numel() and not bool(((values >= 0) & (values <= 1)).all()):
-            raise ValueError(f"knob values must lie in [0, 1], got {values.tolist()}")
+            raise ConfigError(f"knob values must lie in [0, 1], got {values.tolist()}")
         return values
 
     @torch.no_grad()
@@ -60,10 +61,10 @@ class StreamingRuntime:
         is_numpy = isinstance(block, np.ndarray)
         x = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)) if is_numpy else block
         if x.dim() not in (1, 2):
-            raise ValueError(f"process expects (time,) or (channels, time) audio, got shape {tuple(x.shape)}")
+            raise ConfigError(f"process expects (time,) or (channels, time) audio, got shape {tuple(x.shape)}")
         x3 = x.reshape(1 if x.dim() == 1 else x.shape[0], 1, x.shape[-1])
         if self.channels is not None and x3.shape[0] != self.channels:
-            raise ValueError(
+            raise ConfigError(
                 f"this stream has {self.channels} channel(s) but the block has {x3.shape[0]}; call reset() "
                 "before changing the channel count"
             )

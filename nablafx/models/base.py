@@ -13,6 +13,7 @@ from torch import Tensor
 
 from nablafx.core import State, StreamModule
 from nablafx.models.conditioning import Conditioning
+from nablafx.errors import ConfigError
 
 
 class ConditionedNet(StreamModule):
@@ -27,7 +28,7 @@ class ConditionedNet(StreamModule):
             return [None] * num_blocks, None
         expected = num_blocks + int(self.conditioning.has_state)
         if len(state) != expected:
-            raise ValueError(
+            raise ConfigError(
                 f"{type(self).__name__} expects a state list of {expected} entries, got {len(state)}; "
                 "pass back the state this model returned (or None to start from silence)"
             )
@@ -40,7 +41,7 @@ class ConditionedNet(StreamModule):
     def check_input(self, x: Tensor, knobs: Tensor | None) -> None:
         super().check_input(x, knobs)
         if x.shape[1] != 1:
-            raise ValueError(f"{type(self).__name__} is a mono model; got {x.shape[1]} audio channels")
+            raise ConfigError(f"{type(self).__name__} is a mono model; got {x.shape[1]} audio channels")
 
 
 class DilatedConvNet(ConditionedNet):

@@ -33,6 +33,7 @@ from typing import NamedTuple, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from nablafx.errors import ConfigError
 
 POOLINGS = ("max", "max_abs")
 
@@ -110,9 +111,9 @@ class BlockRateLSTM(nn.Module):
     ):
         super().__init__()
         if pooling not in POOLINGS:
-            raise ValueError(f"unknown pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
+            raise ConfigError(f"unknown pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
         if block_size < 1:
-            raise ValueError(f"control block_size must be >= 1, got {block_size}")
+            raise ConfigError(f"control block_size must be >= 1, got {block_size}")
         self.in_features = in_features
         self.num_knobs = num_knobs
         self.block_size = block_size

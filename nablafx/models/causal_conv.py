@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from nablafx.errors import ConfigError
 
 # Up to this many output samples a dilated convolution gathers its taps and does one matrix
 # product: the generic dilated kernel has a large fixed cost per call (measured 150 us vs
@@ -62,7 +63,7 @@ class ChannelGain1d(nn.Conv1d):
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool = False):
         if in_channels not in (1, out_channels):
-            raise ValueError(f"ChannelGain1d maps 1 or {out_channels} channels to {out_channels}, got {in_channels}")
+            raise ConfigError(f"ChannelGain1d maps 1 or {out_channels} channels to {out_channels}, got {in_channels}")
         super().__init__(in_channels, out_channels, 1, groups=in_channels, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -40,6 +40,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from nablafx.models.block_control import BlockRateLSTM, BlockSequence, mlp
+from nablafx.errors import ConfigError
 
 CONDITIONING_METHODS = ("none", "film", "tfilm", "ttfilm", "tvfilm")
 FILM_EMBEDDING = 32  # width of FiLM's knob MLP
@@ -114,18 +115,18 @@ class Conditioning(nn.Module):
     def __init__(self, method: str = "none", num_knobs: int = 0, control_block_size: int = 128):
         super().__init__()
         if method not in CONDITIONING_METHODS:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown conditioning {method!r}; valid: {', '.join(CONDITIONING_METHODS)}"
             )
         if num_knobs < 0:
-            raise ValueError(f"num_knobs must be >= 0, got {num_knobs}")
+            raise ConfigError(f"num_knobs must be >= 0, got {num_knobs}")
         if method == "film" and num_knobs == 0:
-            raise ValueError(
+            raise ConfigError(
                 "conditioning='film' modulates from knobs only and needs num_knobs >= 1; "
                 "for a model without knobs use 'none', or 'tfilm'/'ttfilm'/'tvfilm' (signal-adaptive)"
             )
         if method == "none" and num_knobs > 0:
-            raise ValueError(
+            raise ConfigError(
                 f"num_knobs={num_knobs} needs a conditioning method to feed the knobs in; "
                 "use 'film', 'tfilm', 'ttfilm' or 'tvfilm'"
             )

@@ -40,6 +40,7 @@ from nablafx.controllers import DynamicController, StaticConditionalController, 
 from nablafx.core import State, StreamModule
 from nablafx.dsp.frequency import fft_filter, frequency_sampling_size, product
 from nablafx.processors.base import Processor
+from nablafx.errors import ConfigError
 
 _P = "nablafx.processors."
 
@@ -77,11 +78,11 @@ def parse_spec(spec: str) -> list[dict]:
     for i, item in enumerate(spec.replace(" ", "").split("+")):
         token, _, control = item.partition(".")
         if token not in TOKENS:
-            raise ValueError(
+            raise ConfigError(
                 f"spec {spec!r}, stage {i}: unknown token {token!r}; valid tokens: {', '.join(TOKENS)}"
             )
         if control and control not in CONTROLS:
-            raise ValueError(
+            raise ConfigError(
                 f"spec {spec!r}, stage {i} ({item!r}): unknown controller suffix {control!r}; "
                 f"valid suffixes: {', '.join('.' + c for c in CONTROLS)}"
             )
@@ -102,10 +103,10 @@ def _build_processor(config: dict, sample_rate: float) -> Processor:
     class_path = config["class_path"]
     module_name, _, class_name = class_path.rpartition(".")
     if not module_name.startswith("nablafx"):
-        raise ValueError(f"refusing to build {class_path!r}: not a nablafx class")
+        raise ConfigError(f"refusing to build {class_path!r}: not a nablafx class")
     cls = getattr(importlib.import_module(module_name), class_name)
     if not (isinstance(cls, type) and issubclass(cls, Processor)):
-        raise ValueError(f"{class_path!r} is not a nablafx processor")
+        raise ConfigError(f"{class_path!r} is not a nablafx processor")
     init_args = dict(config.get("init_args") or {})
     if "sample_rate" in inspect.signature(cls.__init__).parameters:
         init_args.setdefault("sample_rate", sample_rate)
@@ -149,15 +150,15 @@ class GrayBoxChain(StreamModule):
                  interpolation: str = "linear", frequency_sampling: bool = True):
         super().__init__()
         if (spec is None) == (stages is None):
-            raise ValueError("GrayBoxChain needs exactly one of spec (a string) or stages (a list of dicts)")
+            raise ConfigError("GrayBoxChain needs exactly one of spec (a string) or stages (a list of dicts)")
         stage_configs = parse_spec(spec) if spec is not None else [dict(s) for s in stages]
         for index, override in (overrides or {}).items():
             i = int(index)
             if not 0 <= i < len(stage_configs):
-                raise ValueError(f"override for stage {index}: the chain has {len(stage_configs)} stages")
+                raise ConfigError(f"override for stage {index}: the chain has {len(stage_configs)} stages")
             stage_configs[i] = _merge(stage_configs[i], override)
         if not stage_configs:
-            raise ValueError("GrayBoxChain needs at least one stage")
+            raise ConfigError("GrayBoxChain needs at least one stage")
         self.num_knobs = num_knobs
         self.sample_rate = float(sample_rate)
         self.frequency_sampling = frequency_sampling
@@ -177,12 +178,12 @@ class GrayBoxChain(StreamModule):
         control = config.get("control")
         if processor.num_params == 0:
             if control not in (None, "s"):
-                raise ValueError(
+                raise ConfigError(
                     f"{type(processor).__name__} has no parameters to control; drop the '.{control}' suffix"
                 )
             return None
         if control is None:
-            raise ValueError(
+            raise ConfigError(
                 f"{type(processor).__name__} has parameters; choose a controller suffix "
                 f"({', '.join('.' + c for c in CONTROLS)})"
             )
@@ -192,7 +193,7 @@ class GrayBoxChain(StreamModule):
         if control == "s":
             return StaticController(num_params, init=init, trainable=config.get("trainable", True), **args)
         if control in ("sc", "dc") and self.num_knobs < 1:
-            raise ValueError(f"controller '.{control}' is conditioned on knobs but the chain has num_knobs=0")
+            raise ConfigError(f"controller '.{control}' is conditioned on knobs but the chain has num_knobs=0")
         if control == "sc":
             return StaticConditionalController(num_params, self.num_knobs, init=init, **args)
         knobs = self.num_knobs if control == "dc" else 0
@@ -215,7 +216,7 @@ class GrayBoxChain(StreamModule):
         self.check_input(x, knobs)
         fused = self.training and self.frequency_sampling
         if fused and state is not None:
-            raise ValueError(
+            raise ConfigError(
                 "GrayBoxChain: the frequency-sampling training path keeps no state; build the chain with "
                 "frequency_sampling=False to carry state while training (truncated BPTT)"
             )

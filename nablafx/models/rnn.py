@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from nablafx.core import State, StreamModule
 from nablafx.models.block_control import BlockRateLSTM
+from nablafx.errors import ConfigError
 
 RNN_CONDITIONING = ("none", "knobs", "tvc")
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
@@ -60,13 +61,13 @@ class RNN(StreamModule):
     ):
         super().__init__()
         if cell not in CELLS:
-            raise ValueError(f"unknown cell {cell!r}; valid: {', '.join(CELLS)}")
+            raise ConfigError(f"unknown cell {cell!r}; valid: {', '.join(CELLS)}")
         if conditioning not in RNN_CONDITIONING:
-            raise ValueError(f"unknown conditioning {conditioning!r}; valid: {', '.join(RNN_CONDITIONING)}")
+            raise ConfigError(f"unknown conditioning {conditioning!r}; valid: {', '.join(RNN_CONDITIONING)}")
         if conditioning == "knobs" and num_knobs < 1:
-            raise ValueError("conditioning='knobs' appends knob values to the input and needs num_knobs >= 1")
+            raise ConfigError("conditioning='knobs' appends knob values to the input and needs num_knobs >= 1")
         if conditioning == "none" and num_knobs > 0:
-            raise ValueError(
+            raise ConfigError(
                 f"num_knobs={num_knobs} needs a way to feed the knobs in; use conditioning='knobs' or 'tvc'"
             )
         self.num_knobs = num_knobs
@@ -89,7 +90,7 @@ class RNN(StreamModule):
     def forward(self, x: Tensor, knobs: Tensor | None = None, state: State = None) -> tuple[Tensor, State]:
         self.check_input(x, knobs)
         if x.shape[1] != 1:
-            raise ValueError(f"RNN is a mono model; got {x.shape[1]} audio channels")
+            raise ConfigError(f"RNN is a mono model; got {x.shape[1]} audio channels")
         batch, _, length = x.shape
         if state is None:
             rnn_state, control_state = None, None

@@ -63,6 +63,7 @@ import torch
 from torch import Tensor, nn
 
 from nablafx.core import State, StreamModule
+from nablafx.errors import ConfigError
 
 #: Activation names as NAM writes them (``torch.nn`` class names).
 ACTIVATIONS = {
@@ -186,29 +187,29 @@ class LayerArray(nn.Module):
 
 def _check_layer_arrays(layers: list[dict]) -> None:
     if not layers:
-        raise ValueError("WaveNet needs at least one layer array")
+        raise ConfigError("WaveNet needs at least one layer array")
     for i, spec in enumerate(layers):
         missing = [key for key in ("channels", "head_size", "kernel_size", "dilations") if key not in spec]
         unknown = sorted(set(spec) - set(LAYER_ARRAY_KEYS))
         if missing or unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"WaveNet layer array {i}: missing {missing or 'nothing'}, unknown {unknown or 'nothing'}; "
                 f"keys are {', '.join(LAYER_ARRAY_KEYS)}"
             )
         activation = spec.get("activation", "Tanh")
         if activation not in ACTIVATIONS:
-            raise ValueError(
+            raise ConfigError(
                 f"WaveNet layer array {i}: unknown activation {activation!r}; valid: {', '.join(ACTIVATIONS)}"
             )
         if not spec["dilations"]:
-            raise ValueError(f"WaveNet layer array {i} has no layers (empty dilations)")
+            raise ConfigError(f"WaveNet layer array {i} has no layers (empty dilations)")
         if i + 1 < len(layers) and spec["head_size"] != layers[i + 1]["channels"]:
-            raise ValueError(
+            raise ConfigError(
                 f"WaveNet layer array {i}: head_size {spec['head_size']} must equal the channels of array {i + 1} "
                 f"({layers[i + 1]['channels']}): the next array adds its layer outputs to this head"
             )
     if layers[-1]["head_size"] != 1:
-        raise ValueError(
+        raise ConfigError(
             f"WaveNet: the last layer array must have head_size 1 (mono output), got {layers[-1]['head_size']}"
         )
 
@@ -230,10 +231,10 @@ class WaveNet(StreamModule):
                  head_scale: float = 0.02):
         super().__init__()
         if num_knobs < 0:
-            raise ValueError(f"num_knobs must be >= 0, got {num_knobs}")
+            raise ConfigError(f"num_knobs must be >= 0, got {num_knobs}")
         if layers is None:
             if preset not in PRESETS:
-                raise ValueError(f"unknown WaveNet preset {preset!r}; valid: {', '.join(PRESETS)}")
+                raise ConfigError(f"unknown WaveNet preset {preset!r}; valid: {', '.join(PRESETS)}")
             layers = PRESETS[preset]
         layers = copy.deepcopy([dict(spec) for spec in layers])
         _check_layer_arrays(layers)
@@ -261,9 +262,9 @@ class WaveNet(StreamModule):
     def forward(self, x: Tensor, knobs: Tensor | None = None, state: State = None) -> tuple[Tensor, State]:
         self.check_input(x, knobs)
         if x.shape[1] != 1:
-            raise ValueError(f"WaveNet is a mono model; got {x.shape[1]} audio channels")
+            raise ConfigError(f"WaveNet is a mono model; got {x.shape[1]} audio channels")
         if state is not None and len(state) != self.num_layers:
-            raise ValueError(
+            raise ConfigError(
                 f"WaveNet expects a state list of {self.num_layers} tensors (one per layer), got {len(state)}; "
                 "pass back the state this model returned (or None to start from silence)"
             )

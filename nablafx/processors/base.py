@@ -30,6 +30,7 @@ from torch import Tensor
 from nablafx.core import State, StreamModule
 from nablafx.dsp.frequency import fft_filter, frequency_sampling_size
 from nablafx.dsp.mapping import check_range, denormalize, normalize
+from nablafx.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class ParamSpec:
     def __post_init__(self):
         check_range(self.name, self.minimum, self.maximum, self.scale)
         if self.default is not None and not self.minimum <= self.default <= self.maximum:
-            raise ValueError(
+            raise ConfigError(
                 f"parameter {self.name!r}: default {self.default} outside [{self.minimum}, {self.maximum}]"
             )
 
@@ -75,7 +76,7 @@ def frequency_param(name: str, hz_range, sample_rate: float, default: float | No
     """A frequency parameter on a log scale, checked against the Nyquist frequency."""
     low, high = (float(v) for v in hz_range)
     if high >= sample_rate / 2:
-        raise ValueError(
+        raise ConfigError(
             f"parameter {name!r}: maximum {high} Hz is not below the Nyquist frequency "
             f"({sample_rate / 2} Hz at sample_rate={sample_rate})"
         )
@@ -112,21 +113,21 @@ class Processor(StreamModule):
 
     def check_controls(self, x: Tensor, controls: Tensor | None) -> None:
         if x.dim() != 3:
-            raise ValueError(f"{type(self).__name__} expects audio (batch, channels, time), got {tuple(x.shape)}")
+            raise ConfigError(f"{type(self).__name__} expects audio (batch, channels, time), got {tuple(x.shape)}")
         if self.num_params == 0:
             if controls is not None and controls.numel() > 0:
-                raise ValueError(f"{type(self).__name__} has no parameters but got controls {tuple(controls.shape)}")
+                raise ConfigError(f"{type(self).__name__} has no parameters but got controls {tuple(controls.shape)}")
             return
         if controls is None:
             names = ", ".join(spec.name for spec in self.param_specs)
-            raise ValueError(f"{type(self).__name__} needs controls for its parameters ({names})")
+            raise ConfigError(f"{type(self).__name__} needs controls for its parameters ({names})")
         if (
             controls.dim() != 3
             or controls.shape[0] not in (1, x.shape[0])
             or controls.shape[1] != self.num_params
             or controls.shape[2] not in (1, x.shape[-1])
         ):
-            raise ValueError(
+            raise ConfigError(
                 f"{type(self).__name__} expects controls (batch={x.shape[0]} or 1, {self.num_params}, 1 or "
                 f"{x.shape[-1]}), got {tuple(controls.shape)}"
             )
@@ -152,7 +153,7 @@ class Processor(StreamModule):
         values = self.denormalize(controls)
         if self.uses_frequency_sampling(values):
             if state is not None:
-                raise ValueError(
+                raise ConfigError(
                     f"{type(self).__name__}: the frequency-sampling training path keeps no filter state; "
                     "set frequency_sampling = False to carry state while training (truncated BPTT)"
                 )

@@ -16,6 +16,7 @@ from nablafx.dsp.biquad import GAIN_KINDS, KINDS, biquad_coefficients
 from nablafx.dsp.frequency import polynomial_response, product
 from nablafx.dsp.iir import biquad_filter
 from nablafx.processors.base import ParamSpec, Processor, frequency_param, neutral
+from nablafx.errors import ConfigError
 
 DEFAULT_Q_RANGE = (0.1, 10.0)
 DEFAULT_GAIN_DB_RANGE = (-12.0, 12.0)
@@ -37,14 +38,14 @@ class BiquadCascade(Processor):
     def __init__(self, bands: list[dict], sample_rate: float = 48000):
         super().__init__()
         if not bands:
-            raise ValueError("BiquadCascade needs at least one band")
+            raise ConfigError("BiquadCascade needs at least one band")
         self.sample_rate = float(sample_rate)
         self.kinds = []
         specs = []
         for i, band in enumerate(bands):
             kind = band.get("kind")
             if kind not in KINDS:
-                raise ValueError(f"band {i}: unknown biquad kind {kind!r}; valid kinds: {', '.join(KINDS)}")
+                raise ConfigError(f"band {i}: unknown biquad kind {kind!r}; valid kinds: {', '.join(KINDS)}")
             prefix = f"{band['name']}_" if len(bands) > 1 else ""
             defaults = band.get("defaults", {})
             specs.append(

@@ -9,6 +9,7 @@ from nablafx.core import State
 from nablafx.dsp.waveshapers import CLIPPERS, fit_rational, rational
 from nablafx.processors.base import Processor
 from nablafx.processors.siren import Siren, load_weights, set_lr_scale
+from nablafx.errors import ConfigError
 
 DEFAULT_MLP_WEIGHTS = "siren_mlp_tanh.pt"
 
@@ -47,7 +48,7 @@ class MLPNonlinearity(Nonlinearity):
                  lookup_step: float | None = 2**-10):
         super().__init__()
         if lookup_step is not None and lookup_step <= 0:
-            raise ValueError(f"lookup_step must be positive or None, got {lookup_step}")
+            raise ConfigError(f"lookup_step must be positive or None, got {lookup_step}")
         self.input_range = float(input_range)
         self.lookup_step = lookup_step
         self.siren = Siren(1, hidden, sine_layers, 1, w0)
@@ -79,7 +80,7 @@ class RationalNonlinearity(Nonlinearity):
     def __init__(self, numerator_degree: int = 6, denominator_degree: int = 5, init_range: float = 4.0):
         super().__init__()
         if numerator_degree < 0 or denominator_degree < 1:
-            raise ValueError("RationalNonlinearity needs numerator_degree >= 0 and denominator_degree >= 1")
+            raise ConfigError("RationalNonlinearity needs numerator_degree >= 0 and denominator_degree >= 1")
         numerator, denominator = fit_rational(torch.tanh, numerator_degree, denominator_degree, init_range)
         self.numerator = nn.Parameter(numerator.float())
         self.denominator = nn.Parameter(denominator.float())
@@ -94,7 +95,7 @@ class Clipper(Nonlinearity):
     def __init__(self, shape: str = "tanh"):
         super().__init__()
         if shape not in CLIPPERS:
-            raise ValueError(f"unknown clipper shape {shape!r}; valid: {', '.join(CLIPPERS)}")
+            raise ConfigError(f"unknown clipper shape {shape!r}; valid: {', '.join(CLIPPERS)}")
         self.shape = shape
 
     def transfer(self, x: Tensor) -> Tensor:

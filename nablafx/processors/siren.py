@@ -5,19 +5,38 @@
 NeurIPS 2020). Initialisation from the paper: first layer ``U(-1/in, 1/in)``, later
 layers ``U(-sqrt(6/in)/w0, sqrt(6/in)/w0)``, so activations stay well distributed.
 
-Pretrained weights live in the repository's ``weights/`` folder as plain ``state_dict``
-files written by ``nablafx pretrain`` and are loaded with ``weights_only=True``.
+Pretrained weights live in the repository's ``weights/`` folder (shipped in the wheel as
+``nablafx/weights``, a link to it) as plain ``state_dict`` files written by ``nablafx
+pretrain`` and are loaded with ``weights_only=True``. They only initialise a new model:
+rebuilding one from a checkpoint (:func:`skip_pretrained_init`) never reads them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import Tensor, nn
 
-WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
+from nablafx.errors import MissingFileError
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+
+_skip_pretrained_init = False
+
+
+@contextlib.contextmanager
+def skip_pretrained_init() -> Iterator[None]:
+    """Build blocks without reading pretrained files, for weights that are loaded next anyway."""
+    global _skip_pretrained_init
+    previous, _skip_pretrained_init = _skip_pretrained_init, True
+    try:
+        yield
+    finally:
+        _skip_pretrained_init = previous
 
 
 def resolve_weights(name: str) -> Path:
@@ -28,7 +47,7 @@ def resolve_weights(name: str) -> Path:
     candidate = WEIGHTS_DIR / name
     if candidate.is_file():
         return candidate
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"pretrained weights {name!r} not found (looked in {WEIGHTS_DIR}); create them with "
         "`nablafx pretrain nonlinearity` or `nablafx pretrain fir`, or pass weights=None for a random init"
     )
@@ -64,5 +83,5 @@ def set_lr_scale(module: nn.Module, lr_scale: float) -> None:
 
 
 def load_weights(module: nn.Module, name: str | None) -> None:
-    if name is not None:
+    if name is not None and not _skip_pretrained_init:
         module.load_state_dict(torch.load(resolve_weights(name), map_location="cpu", weights_only=True))

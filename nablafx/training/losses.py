@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import auraloss
 from torch import Tensor, nn
+from nablafx.errors import ConfigError
 
 
 def mrstft_loss() -> nn.Module:
@@ -31,7 +32,7 @@ class TimeFrequencyLoss(nn.Module):
     def __init__(self, w_td: float = 1.0, w_fd: float = 0.1):
         super().__init__()
         if w_td < 0 or w_fd < 0 or w_td + w_fd == 0:
-            raise ValueError(f"loss weights must be >= 0 and not both 0, got w_td={w_td}, w_fd={w_fd}")
+            raise ConfigError(f"loss weights must be >= 0 and not both 0, got w_td={w_td}, w_fd={w_fd}")
         self.w_td = w_td
         self.w_fd = w_fd
         self.l1 = nn.L1Loss()

@@ -12,12 +12,20 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 import nablafx
 from nablafx.core import StreamModule, detach_state, to_config
+from nablafx.errors import ConfigError, NablaError
 from nablafx.training import metrics
 from nablafx.training.losses import TimeFrequencyLoss
+
+NONFINITE_POLICIES = ("stop", "skip")
+
+
+class TrainingDiverged(NablaError):
+    """The loss or the gradients became NaN or inf."""
 
 
 def parameter_groups(net: torch.nn.Module, lr: float, weight_decay: float) -> list[dict[str, Any]]:
@@ -63,6 +71,11 @@ class EffectModule(LightningModule):
             chunks (papers: 4800 = 100 ms at 48 kHz). A final chunk shorter than this is skipped.
         tbptt_burn_in: samples at the start of each segment run without gradient to warm up
             the state before the first TBPTT chunk.
+        on_nonfinite: what a NaN or inf training loss or gradient does: ``"stop"`` ends the run
+            with an error naming the step (the last checkpoint stays the last good one);
+            ``"skip"`` drops that batch (no optimiser step) and counts it in
+            ``train/skipped_steps``. A non-finite validation loss always stops the run, so a
+            broken model is never checkpointed as the best.
     """
 
     def __init__(
@@ -78,10 +91,13 @@ class EffectModule(LightningModule):
         grad_clip_value: float | None = 10.0,
         tbptt_chunk: int | None = None,
         tbptt_burn_in: int = 0,
+        on_nonfinite: str = "stop",
     ):
         super().__init__()
+        if on_nonfinite not in NONFINITE_POLICIES:
+            raise ConfigError(f"on_nonfinite must be one of {NONFINITE_POLICIES}, got {on_nonfinite!r}")
         if tbptt_chunk is not None and tbptt_chunk < 1:
-            raise ValueError(f"tbptt_chunk must be a positive number of samples or null, got {tbptt_chunk}")
+            raise ConfigError(f"tbptt_chunk must be a positive number of samples or null, got {tbptt_chunk}")
         self.save_hyperparameters(ignore=["net"])
         self.hparams["net"] = to_config(net)  # plain data: checkpoints load with weights_only=True
         self.net = net
@@ -92,6 +108,7 @@ class EffectModule(LightningModule):
         self.dataset_name: str | None = None
         self.val_esr: float | None = None
         self._plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
+        self.skipped_steps = 0
 
     # --- set-up ---------------------------------------------------------------------------
 
@@ -102,8 +119,16 @@ class EffectModule(LightningModule):
         self.sample_rate = datamodule.sample_rate
         self.knob_names = list(datamodule.knob_names)
         self.dataset_name = datamodule.dataset_name
+        rates = sorted({float(m.sample_rate) for m in self.net.modules() if isinstance(getattr(m, "sample_rate", None), (int, float))})
+        if rates and rates != [float(self.sample_rate)]:
+            raise ConfigError(
+                f"the data is at {self.sample_rate} Hz but the model {type(self.net).__name__} was built for "
+                f"{', '.join(f'{r:g}' for r in rates)} Hz (its filters and controls are designed in Hz at that "
+                f"rate); set --model.net.init_args.sample_rate {self.sample_rate} or --data.sample_rate "
+                f"{rates[0]:g}"
+            )
         if datamodule.num_knobs != self.net.num_knobs:
-            raise ValueError(
+            raise ConfigError(
                 f"the data has {datamodule.num_knobs} knob(s) {self.knob_names} but the model "
                 f"{type(self.net).__name__} was built with num_knobs={self.net.num_knobs}; set "
                 f"--model.net.init_args.num_knobs {datamodule.num_knobs} (and a conditioning method "
@@ -139,6 +164,8 @@ class EffectModule(LightningModule):
         if self.hparams.tbptt_chunk is None:
             y_hat, _ = self.net(x, knobs)
             loss, l1, mrstft = self.loss(y_hat, y)
+            if not torch.isfinite(loss) and self._nonfinite("loss", loss):
+                return None  # Lightning skips the optimiser step
         else:
             loss, l1, mrstft = self._tbptt_step(x, y, knobs)
         batch_size = x.shape[0]
@@ -159,6 +186,9 @@ class EffectModule(LightningModule):
         for start in range(burn_in, x.shape[-1] - chunk + 1, chunk):
             y_hat, state = self.net(x[..., start : start + chunk], knobs, state)
             loss, l1, mrstft = self.loss(y_hat, y[..., start : start + chunk])
+            if not torch.isfinite(loss) and self._nonfinite("loss", loss):
+                state = detach_state(state)
+                continue
             optimizer.zero_grad()
             self.manual_backward(loss)
             optimizer.step()  # clipping happens in on_before_optimizer_step
@@ -166,15 +196,39 @@ class EffectModule(LightningModule):
             totals += torch.stack([loss.detach(), l1.detach(), mrstft.detach()])
             steps += 1
         if steps == 0:
-            raise ValueError(
+            raise ConfigError(
                 f"segments of {x.shape[-1]} samples leave no TBPTT chunk of {chunk} samples after a "
                 f"burn-in of {burn_in}; use longer segments (--data.segment_seconds) or a smaller tbptt_chunk"
             )
         return tuple(totals / steps)
 
     def on_before_optimizer_step(self, optimizer) -> None:
+        grads = [p.grad for p in self.net.parameters() if p.grad is not None]
+        if not grads:  # a skipped batch: nothing to check or clip
+            return
+        largest = torch.stack([g.abs().max() for g in grads]).max()
+        if not torch.isfinite(largest):
+            if self._nonfinite("gradient", largest):
+                for p in self.net.parameters():
+                    p.grad = None  # AdamW leaves parameters without gradients (and their moments) alone
+                return
         if self.hparams.grad_clip_value is not None:
             torch.nn.utils.clip_grad_value_(self.net.parameters(), self.hparams.grad_clip_value)
+
+    def _nonfinite(self, what: str, value: Tensor) -> bool:
+        """Apply ``on_nonfinite`` to a NaN/inf ``what``: True to skip the step, or raise to stop."""
+        step = self.global_step
+        if self.hparams.on_nonfinite == "skip":
+            self.skipped_steps += 1
+            self.log("train/skipped_steps", float(self.skipped_steps))
+            rank_zero_warn(f"step {step}: training {what} is {float(value)}; skipped this batch")
+            return True
+        raise TrainingDiverged(
+            f"step {step}: the training {what} is {float(value)}, so the run stopped; the last "
+            f"checkpoint holds the model before it diverged. Fix: lower --model.lr "
+            f"(now {self.hparams.lr:g}), keep --model.grad_clip_value set, check the data with "
+            f"`nablafx data check`, or skip such batches with --model.on_nonfinite skip"
+        )
 
     def _evaluate(self, batch, prefix: str) -> dict[str, Tensor]:
         x, y, knobs = batch
@@ -206,6 +260,14 @@ class EffectModule(LightningModule):
         if self.trainer.sanity_checking:
             return
         metrics_now = self.trainer.callback_metrics
+        val_loss = metrics_now.get("val/loss")
+        if val_loss is not None and not torch.isfinite(torch.as_tensor(val_loss)):
+            # Raised before ModelCheckpoint's validation-end hook, so nothing is saved.
+            raise TrainingDiverged(
+                f"step {self.global_step}: the validation loss is {float(val_loss)}; the model outputs "
+                f"NaN or inf, so the run stopped without saving it. Fix: lower --model.lr "
+                f"(now {self.hparams.lr:g}) or check the data with `nablafx data check`"
+            )
         if "val/esr" in metrics_now:
             self.val_esr = float(metrics_now["val/esr"])
         if self._plateau is not None and "val/loss" in metrics_now:

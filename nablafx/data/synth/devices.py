@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 from scipy.signal import firwin, lfilter, resample_poly
+from nablafx.errors import ConfigError
 
 
 def linear_map(value: float, low: float, high: float) -> float:
@@ -74,12 +75,12 @@ class VirtualDevice:
         knobs = dict(knobs or {})
         unknown = sorted(set(knobs) - set(self.knobs))
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"{self.name} has no knob {', '.join(unknown)}; its knobs are {self.knob_help()}"
             )
         for letter, value in knobs.items():
             if not 0.0 <= float(value) <= 1.0:
-                raise ValueError(
+                raise ConfigError(
                     f"{self.name} knob {letter} ({self.knob_names[letter]}) = {value} "
                     "is outside [0, 1]"
                 )
@@ -93,7 +94,7 @@ class VirtualDevice:
         """Render mono audio through the device: float32 in, float32 out, same length, no delay."""
         x = np.asarray(x)
         if x.ndim != 1:
-            raise ValueError(f"{self.name} processes mono audio of shape (time,), got {x.shape}")
+            raise ConfigError(f"{self.name} processes mono audio of shape (time,), got {x.shape}")
         y = self.render(x.astype(np.float64), int(sample_rate), **self.settings(knobs))
         return y.astype(np.float32)
 

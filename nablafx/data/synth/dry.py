@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 from scipy.signal import lfilter
+from nablafx.errors import ConfigError
 
 PEAK_DB_RANGE = (-30.0, -3.0)
 GAP_SECONDS = (0.05, 0.5)
@@ -354,9 +355,9 @@ def make_dry(kind: str, seconds: float, sample_rate: int, seed: int | Sequence[i
     ``np.random.default_rng`` (an int, or a sequence of ints to derive per-file seeds).
     """
     if kind not in INSTRUMENTS:
-        raise ValueError(f"unknown dry signal kind {kind!r}; choose from {', '.join(INSTRUMENTS)}")
+        raise ConfigError(f"unknown dry signal kind {kind!r}; choose from {', '.join(INSTRUMENTS)}")
     if seconds <= 0:
-        raise ValueError(f"seconds must be positive, got {seconds}")
+        raise ConfigError(f"seconds must be positive, got {seconds}")
     instrument = INSTRUMENTS[kind]
     rng = np.random.default_rng(seed)
     n = int(round(seconds * sample_rate))

@@ -37,6 +37,7 @@ import soundfile
 from nablafx.data.errors import DataError
 from nablafx.data.synth.devices import DEVICES, VirtualDevice
 from nablafx.data.synth.dry import make_dry
+from nablafx.errors import ConfigError
 
 # Bump when a change to the dry signals or the devices changes the rendered audio.
 GENERATOR_VERSION = "1"
@@ -78,7 +79,7 @@ def setting_name(settings: Mapping[str, float]) -> str:
 
 def get_device(name: str) -> VirtualDevice:
     if name not in DEVICES:
-        raise ValueError(f"unknown device {name!r}; choose from {', '.join(DEVICES)}")
+        raise ConfigError(f"unknown device {name!r}; choose from {', '.join(DEVICES)}")
     return DEVICES[name]
 
 
@@ -94,7 +95,7 @@ def knob_grid(
     knobs = dict(knobs or {})
     for letter, values in knobs.items():
         if not len(values):
-            raise ValueError(f"knob {letter} of {device} has an empty list of values")
+            raise ConfigError(f"knob {letter} of {device} has an empty list of values")
         for value in values:
             virtual.settings({letter: value})  # raises for an unknown letter or a bad value
     axes = [
@@ -121,17 +122,17 @@ def parse_knob_grid(specs: Sequence[str], device: str = "overdrive") -> dict[str
         letter, equals, listed = spec.partition("=")
         letter = letter.strip().upper()
         if not equals or len(letter) != 1 or not listed.strip():
-            raise ValueError(
+            raise ConfigError(
                 f"knob spec {spec!r} is not LETTER=VALUE[,VALUE...] ({example}); "
                 f"{device} knobs: {virtual.knob_help()}"
             )
         if letter not in virtual.knobs:
-            raise ValueError(
+            raise ConfigError(
                 f"knob spec {spec!r}: {device} has no knob {letter}; "
                 f"its knobs are {virtual.knob_help()}"
             )
         if letter in grid:
-            raise ValueError(
+            raise ConfigError(
                 f"knob {letter} is given twice; list all its values in one spec ({example})"
             )
         grid[letter] = [parse_knob_value(text, spec, example) for text in listed.split(",")]
@@ -142,11 +143,11 @@ def parse_knob_value(text: str, spec: str, example: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(
+        raise ConfigError(
             f"knob spec {spec!r}: {text.strip()!r} is not a number ({example})"
         ) from None
     if not 0.0 <= value <= 1.0:
-        raise ValueError(f"knob spec {spec!r}: {value:g} is outside [0, 1] (knobs are normalised)")
+        raise ConfigError(f"knob spec {spec!r}: {value:g} is outside [0, 1] (knobs are normalised)")
     return value
 
 
@@ -307,7 +308,7 @@ def render_dataset(
         ("sample_rate", sample_rate),
     ):
         if not value > 0:
-            raise ValueError(f"{label} must be positive, got {value}")
+            raise ConfigError(f"{label} must be positive, got {value}")
     settings = knob_grid(device, knobs)
     root = Path(out_dir)
     files = dry_files(seconds, test_seconds, sample_rate)
