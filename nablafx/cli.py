@@ -30,13 +30,27 @@ TOOL_COMMANDS = [
     (None, "export"),
     (None, "bench"),
     (None, "pretrain"),
+    (None, "doctor"),
 ]
 
 
 def run_lightning(argv: list[str]) -> None:
-    from nablafx.lightning_cli import NablaCLI
+    try:
+        from nablafx.lightning_cli import NablaCLI
+    except (ImportError, OSError) as error:
+        # A broken install (e.g. a torchaudio built for another torch) fails here, deep in an
+        # import chain: name the package and the fix instead of a 40-line traceback.
+        from nablafx.environment import FIX
 
+        raise EnvironmentProblem(
+            f"the training stack does not load ({type(error).__name__}: {str(error).splitlines()[0]}); "
+            f"`nablafx doctor` lists which package is broken. Fix: {FIX}"
+        ) from error
     NablaCLI(args=argv)
+
+
+class EnvironmentProblem(NablaError):
+    """An installed dependency does not load."""
 
 
 def selected_tools(argv: list[str]) -> list[tuple[str | None, str]]:
