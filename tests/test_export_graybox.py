@@ -132,3 +132,35 @@ def test_scripted_dynamic_controller_streams_like_the_original(interpolation, nu
     with torch.no_grad():
         restarted, _ = traceable(x, knobs, zeros)
     torch.testing.assert_close(restarted, expected, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("drive_db", [0.0, 12.0])
+def test_exported_siren_nonlinearity_holds_for_inputs_louder_than_the_check(drive_db, tmp_path):
+    """The SIREN's lookup grid follows the input's range in eager mode; the artefact must give the
+    same curve at any level, not the grid of the signal it was traced or checked with. At 12 dB of
+    drive the 8x signal reaches ~29 at the nonlinearity, past the exported table (MLP_TABLE_LIMIT)."""
+    from export_helpers import describe, torch_output
+
+    from nablafx.controllers.base import logit
+    from nablafx.export import export_model
+    from nablafx.export.check import check_signal
+    from nablafx.export.streaming import MLP_TABLE_LIMIT
+    from nablafx.models import GrayBoxChain
+
+    net = GrayBoxChain(spec="g.s+mlp+g.s").eval()
+    with torch.no_grad():  # gains of +drive and -drive dB (range +-40 dB)
+        net.stages[0].controller.logits.copy_(logit(torch.tensor([(drive_db + 40) / 80])))
+        net.stages[2].controller.logits.copy_(logit(torch.tensor([(40 - drive_db) / 80])))
+    path = export_model(net, describe(net), "torchscript", tmp_path / "m.pt", check_samples=4000).path
+    module = torch.jit.load(str(path))
+    x = 8 * check_signal(12_000)  # peak 8x the export check's
+    reference = torch_output(net, x)
+    peak_at_nonlinearity = np.abs(x).max() * 10 ** (drive_db / 20)
+    assert peak_at_nonlinearity > 7 and (drive_db == 0) == (peak_at_nonlinearity < MLP_TABLE_LIMIT)
+    with torch.no_grad():
+        one_call = module.process(torch.from_numpy(x)).numpy()
+        module.reset()
+        blocks = np.concatenate([module.process(torch.from_numpy(b)).numpy() for b in np.split(x, 125)])
+    assert np.abs(reference).max() > 0.5 * 10 ** (-drive_db / 20)  # the saturated curve, not silence
+    np.testing.assert_allclose(one_call, reference, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(blocks, reference, atol=1e-5, rtol=0)

@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from nablafx.controllers import DynamicController
 from nablafx.dsp.interpolation import upsample_controls
 from nablafx.processors.biquads import BiquadCascade
+from nablafx.processors.nonlinearities import MLPNonlinearity
 
 #: Samples per block-form chunk: the cost per sample grows with it (the Toeplitz part), the
 #: number of interpreter calls per host buffer shrinks.
@@ -200,6 +201,50 @@ class CachedBiquadCascade(nn.Module):
             self.b, self.a = self.coefficients(controls)
             self.key = controls.clone()
         return self.cascade(x, self.b, self.a, state)
+
+
+class TableNonlinearity(nn.Module):
+    """The SIREN nonlinearity's lookup (:class:`~nablafx.processors.MLPNonlinearity`) with its
+    table computed once, over ``[-limit, limit]`` (scripted).
+
+    The eager lookup sizes its grid ``k * lookup_step`` from ``x.min()`` / ``x.max()`` through
+    Python ints, which a trace records as constants: a traced chain would keep the grid of the
+    trace signal and extrapolate its edge segments for anything louder. Sizing the grid per call
+    in tensors would trace, but would rerun the network on ~2,000 points per block. So the table
+    is fixed here on the same absolute grid (identical values), and samples beyond ``limit`` get
+    the network evaluated at the two grid points around them, as the eager lookup does: the same
+    curve at any input level, at the network's cost only for those samples.
+    """
+
+    def __init__(self, processor: MLPNonlinearity, limit: float):
+        super().__init__()
+        self.siren = processor.siren
+        self.input_range: float = processor.input_range
+        self.step: float = float(processor.lookup_step)
+        count = int(limit / self.step) + 1
+        self.first: int = -count
+        with torch.no_grad():
+            grid = torch.arange(-count, count + 1, dtype=torch.float32) * self.step
+            self.table = processor.network(grid).detach()
+
+    def network(self, x: Tensor) -> Tensor:
+        return self.siren((x / self.input_range).unsqueeze(-1)).squeeze(-1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        table = self.table.to(x.dtype)
+        position = x / self.step
+        k = torch.floor(position)
+        fraction = position - k
+        index = k - self.first
+        last = table.shape[0] - 2
+        segment = index.clamp(0, last).long()
+        low, high = table[segment], table[segment + 1]
+        outside = (index < 0) | (index > last)
+        if bool(outside.any()):
+            beyond = k[outside]
+            low = low.masked_scatter(outside, self.network(beyond * self.step))
+            high = high.masked_scatter(outside, self.network((beyond + 1) * self.step))
+        return low + (high - low) * fraction
 
 
 DynamicState = Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]

@@ -37,15 +37,21 @@ from torch.utils._pytree import TreeSpec, tree_flatten, tree_unflatten
 from nablafx.controllers import DynamicController
 from nablafx.export.block_rate import TraceableBlockRate
 from nablafx.export.check import check_knobs
-from nablafx.export.graybox import CachedBiquadCascade, TraceableDynamicController
+from nablafx.export.graybox import CachedBiquadCascade, TableNonlinearity, TraceableDynamicController
 from nablafx.export.ssm import BlockSSM
 from nablafx.models.block_control import BlockRateLSTM
 from nablafx.models.s4 import DiagonalSSM
 from nablafx.processors.biquads import BiquadCascade
+from nablafx.processors.nonlinearities import MLPNonlinearity
 
 #: Block length the graph is traced with; any length works afterwards (the code path of this
 #: length is the one recorded, see :func:`fastest_piece`).
 TRACE_BLOCK = 64
+
+#: Input amplitude up to which an exported SIREN nonlinearity reads a precomputed table
+#: (:class:`~nablafx.export.graybox.TableNonlinearity`): full scale driven 24 dB, 128 kB of
+#: table. Beyond it the network runs on the samples concerned -- the same curve, only slower.
+MLP_TABLE_LIMIT = 16.0
 
 
 class StateLayout(NamedTuple):
@@ -106,8 +112,10 @@ def make_traceable(net: nn.Module) -> nn.Module:
     """A copy of ``net`` with what a trace cannot hold (or would recompute every call) swapped
     for its scripted twin: block-rate control (:mod:`~nablafx.export.block_rate`), gray-box
     dynamic controllers and the block form of static biquad cascades
-    (:mod:`~nablafx.export.graybox`), S4 layers with their block operators fixed
-    (:mod:`~nablafx.export.ssm`). For export only (no gradients)."""
+    (:mod:`~nablafx.export.graybox`), the SIREN nonlinearity's lookup table fixed over
+    :data:`MLP_TABLE_LIMIT` (its grid would otherwise freeze at the trace signal's range),
+    S4 layers with their block operators fixed (:mod:`~nablafx.export.ssm`). For export only
+    (no gradients)."""
     net = copy.deepcopy(net)
     for parent in list(net.modules()):
         for name, child in list(parent.named_children()):
@@ -119,6 +127,8 @@ def make_traceable(net: nn.Module) -> nn.Module:
                 setattr(parent, name, torch.jit.script(BlockSSM(child)))
             elif isinstance(child, BiquadCascade):
                 child.static_recursion = torch.jit.script(CachedBiquadCascade(child))
+            elif isinstance(child, MLPNonlinearity) and child.lookup_step is not None:
+                child.table_transfer = torch.jit.script(TableNonlinearity(child, MLP_TABLE_LIMIT))
     return net
 
 

@@ -54,6 +54,10 @@ class MLPNonlinearity(Nonlinearity):
         self.siren = Siren(1, hidden, sine_layers, 1, w0)
         load_weights(self.siren, weights)
         set_lr_scale(self.siren, lr_scale)
+        # Export swaps in a table fixed over a declared range, since the grid below is sized
+        # from the data through Python ints, which a trace would freeze
+        # (nablafx.export.graybox.TableNonlinearity): x -> y.
+        self.table_transfer: nn.Module | None = None
 
     def network(self, x: Tensor) -> Tensor:
         """The SIREN curve evaluated exactly at ``x``."""
@@ -62,6 +66,8 @@ class MLPNonlinearity(Nonlinearity):
     def transfer(self, x: Tensor) -> Tensor:
         if self.lookup_step is None or x.numel() == 0:
             return self.network(x)
+        if self.table_transfer is not None:
+            return self.table_transfer(x)
         position = x / self.lookup_step
         first = int(torch.floor(position.min()))
         last = int(torch.floor(position.max())) + 1
@@ -70,6 +76,8 @@ class MLPNonlinearity(Nonlinearity):
         segment = (torch.floor(position) - first).long().clamp(0, last - first - 1)
         fraction = position - (segment + first)
         return table[segment] + (table[segment + 1] - table[segment]) * fraction
+
+
 class RationalNonlinearity(Nonlinearity):
     """Safe Padé function ``P(x) / (1 + sum_k |b_k x^k|)`` of degrees (m, n), default (6, 5).
 
