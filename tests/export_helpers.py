@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -73,15 +74,16 @@ def describe(net: torch.nn.Module) -> ExportMetadata:
 
 
 def save_checkpoint(net: torch.nn.Module, path: Path, val_esr: float | None = 0.0123,
-                    dataset: str | None = "synth-overdrive") -> Path:
-    """A checkpoint of the shape EffectModule writes (state dict keys prefixed ``net.``)."""
+                    dataset: str | None = "synth-overdrive", sample_rate: int | None = SAMPLE_RATE) -> Path:
+    """A checkpoint of the shape EffectModule writes (state dict keys prefixed ``net.``); the
+    tests that export what ``nablafx fit`` itself wrote are in test_export_fit.py."""
     config = to_config(net)
     torch.save(
         {
             "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
             "hyper_parameters": {"net": config, "lr": 1e-3},
             "nablafx": {
-                "version": nablafx.__version__, "net": config, "sample_rate": SAMPLE_RATE,
+                "version": nablafx.__version__, "net": config, "sample_rate": sample_rate,
                 "num_knobs": net.num_knobs, "knob_names": knob_names(net), "dataset": dataset,
                 "val_esr": val_esr, "receptive_field": net.receptive_field, "latency": net.latency,
             },
@@ -117,3 +119,12 @@ def blocks_of(x: np.ndarray, sizes: tuple[int, ...]):
         yield x[start : start + sizes[i % len(sizes)]]
         start += sizes[i % len(sizes)]
         i += 1
+
+
+def export_cli(*argv) -> int:
+    """``nablafx export ARGV`` in this process (errors raised, not turned into exit codes)."""
+    from nablafx.commands import export as export_command
+
+    parser = argparse.ArgumentParser()
+    export_command.add_arguments(parser)
+    return export_command.run(parser.parse_args([str(a) for a in argv]))

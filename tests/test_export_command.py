@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from export_helpers import build, save_checkpoint
+from export_helpers import build, save_checkpoint, export_cli as run
 
 from nablafx.commands import export as export_command
 from nablafx.export import ExportCheckFailed, UnsupportedExport
@@ -15,12 +15,6 @@ from nablafx.export.formats import FORMATS
 from nablafx.models import RNN, TCN
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
-
-
-def run(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    export_command.add_arguments(parser)
-    return export_command.run(parser.parse_args([str(a) for a in argv]))
 
 
 def test_exports_from_the_checkpoint_and_reports_the_error(tmp_path, capsys):

@@ -10,7 +10,10 @@ from torch import nn
 
 import nablafx
 from nablafx.core import to_config
+from nablafx.export.errors import UnsupportedExport
 from nablafx.export.families import model_family
+from nablafx.export.rate import refusal, trained_rate
+from nablafx.models import GrayBoxChain
 from nablafx.errors import ConfigError
 
 
@@ -56,7 +59,10 @@ class ExportMetadata:
                  now: _dt.datetime | None = None) -> "ExportMetadata":
         """Collect the metadata of ``net`` from its checkpoint's ``nablafx`` dict and CLI options.
 
-        ``sample_rate`` overrides the checkpoint's; knob names default to ``knob1``, ``knob2``, ...
+        ``sample_rate`` states the rate when the checkpoint records none; otherwise it must be the
+        rate the model runs at (the checkpoint's, or that of a gray-box chain rebuilt with
+        :func:`nablafx.export.rate.at_sample_rate`): a label alone does not change the model.
+        Knob names default to ``knob1``, ``knob2``, ...
         """
         meta = dict(checkpoint_meta or {})
         num_knobs = net.num_knobs
@@ -65,7 +71,16 @@ class ExportMetadata:
             raise ConfigError(
                 f"the checkpoint names {len(knob_names)} knob(s) {knob_names} but the model takes {num_knobs}"
             )
-        rate = sample_rate if sample_rate is not None else meta.get("sample_rate")
+        rate = trained_rate(net, meta.get("sample_rate"))
+        if sample_rate is not None and rate is not None and int(sample_rate) != rate:
+            if not isinstance(net, GrayBoxChain):
+                raise UnsupportedExport(refusal(net, rate, int(sample_rate)))
+            if int(net.sample_rate) != int(sample_rate):
+                raise UnsupportedExport(refusal(net, rate, int(sample_rate), (
+                    f"the chain is built at {net.sample_rate:g} Hz; rebuild it at the new rate with "
+                    "nablafx.export.rate.at_sample_rate (as `nablafx export --sample-rate` does)")))
+        if sample_rate is not None:
+            rate = sample_rate
         family = model_family(net)
         dataset = meta.get("dataset")
         now = now or _dt.datetime.now().astimezone()
