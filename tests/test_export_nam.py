@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import sys
 
+import nam.models
 import numpy as np
 import pytest
 import torch
-from export_helpers import signal, torch_output
+from export_helpers import export_cli, save_checkpoint, signal, torch_output
 
 # test dependency: neural-amp-modeler 0.12.3, the last release whose reader takes the legacy
 # (0.5.x) WaveNet keys written here; 0.13 reads only its newer layout
 from nam.models import init_from_nam
 
-from nablafx.export import UnsupportedExport, export_model
+from nablafx.export import ExportCheckFailed, UnsupportedExport, export_model
 from nablafx.export.metadata import ExportMetadata
 from nablafx.export.nam import BURN_IN, settled_state
 from nablafx.models import RNN
@@ -124,3 +127,49 @@ def test_models_outside_nam_layouts_are_refused(make, message, tmp_path):
     with pytest.raises(UnsupportedExport, match=message):
         export_model(net, describe(net), "nam", tmp_path / "m.nam")
     assert list(tmp_path.iterdir()) == []
+
+
+def nam_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    return save_checkpoint(RNN(hidden_size=16, output_tanh=False).eval(), tmp_path / "amp.ckpt")
+
+
+def test_cli_check_runs_the_file_through_nams_loader(tmp_path, monkeypatch, capsys):
+    loaded = []
+
+    def recording_loader(document):
+        loaded.append(document)
+        return init_from_nam(document)
+
+    monkeypatch.setattr(nam.models, "init_from_nam", recording_loader)
+    out = tmp_path / "amp.nam"
+    assert export_cli(nam_checkpoint(tmp_path), "--format", "nam", "--out", out) == 0
+    assert loaded == [json.loads(out.read_text())]  # the file as written, read by NAM
+    version = importlib.metadata.version("neural-amp-modeler")
+    assert f"NAM's loader (neural-amp-modeler {version})" in capsys.readouterr().out
+
+
+def test_cli_check_fails_when_nams_loader_disagrees(tmp_path, monkeypatch):
+    """A file NAM would play differently is not written, even though our own reader agrees."""
+
+    class Off(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x, **kwargs):
+            return self.model(x, **kwargs) + 1e-3
+
+    monkeypatch.setattr(nam.models, "init_from_nam", lambda document: Off(init_from_nam(document)))
+    out = tmp_path / "out" / "amp.nam"
+    with pytest.raises(ExportCheckFailed, match="NAM's loader"):
+        export_cli(nam_checkpoint(tmp_path), "--format", "nam", "--out", out)
+    assert list(out.parent.iterdir()) == []
+
+
+def test_cli_check_falls_back_to_the_numpy_reader_without_nam(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "nam.models", None)  # as if neural-amp-modeler were not installed
+    out = tmp_path / "amp.nam"
+    assert export_cli(nam_checkpoint(tmp_path), "--format", "nam", "--out", out) == 0
+    printed = capsys.readouterr().out
+    assert "NumPy reader of the file (neural-amp-modeler not importable" in printed and "NAM's loader" not in printed

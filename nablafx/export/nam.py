@@ -27,14 +27,18 @@ head_scale}``. Weights per layer array: rechannel; per layer conv weight
 weight (and bias); after all arrays ``head_scale``. Tensors are flattened in PyTorch
 order, tap 0 being the oldest sample.
 
-:func:`run_nam` is a small NumPy reader of both layouts; the export check runs the written
-file through it (the tests also read the files back with NAM's own loader).
+The export check (:func:`verify`) reads the written file back with neural-amp-modeler's own
+loader (``nam.models.init_from_nam``, the ``dev``/tests dependency) and runs it; only where that
+package is not installed does it fall back to :func:`run_nam`, a small NumPy reader of both
+layouts. The check's label says which one ran.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -256,9 +260,33 @@ def settled_state(net: nn.Module):
     return state
 
 
+def nam_reader() -> tuple[Callable[[dict, np.ndarray], np.ndarray] | None, str]:
+    """``(run, label)``: NAM's own loader when neural-amp-modeler imports, else ``(None, why)``."""
+    try:
+        from nam.models import init_from_nam
+    except ImportError as error:
+        return None, f"neural-amp-modeler not importable ({error})"
+    try:
+        version = importlib.metadata.version("neural-amp-modeler")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown version"
+
+    @torch.no_grad()
+    def run(document: dict, x: np.ndarray) -> np.ndarray:
+        model = init_from_nam(document).eval()
+        # pad_start: NAM's own convention, silence before the input (see settled_state)
+        return np.asarray(model(torch.from_numpy(x), pad_start=True), dtype=np.float64).reshape(-1)
+
+    return run, f"NAM's loader (neural-amp-modeler {version})"
+
+
 def verify(path: Path, net: nn.Module, x: np.ndarray, knobs: np.ndarray) -> dict[str, float]:
-    """Read the file back and run it with :func:`run_nam`; compare with the PyTorch model
-    started from the same settled state (:func:`settled_state`)."""
+    """Read the file back with NAM's own loader (:func:`nam_reader`), or with :func:`run_nam`
+    where neural-amp-modeler is not installed, run it and compare with the PyTorch model started
+    from the same settled state (:func:`settled_state`). The label names the reader used."""
     document = json.loads(Path(path).read_text())
     reference = reference_output(net, x, knobs, settled_state(net))
-    return {"NumPy reader of the file": max_error(run_nam(document, x), reference)}
+    run, label = nam_reader()
+    if run is None:
+        return {f"NumPy reader of the file ({label})": max_error(run_nam(document, x), reference)}
+    return {label: max_error(run(document, x), reference)}
