@@ -108,14 +108,14 @@ class CountingModule(EffectModule):
 
 def test_tbptt_steps_per_chunk_carries_and_detaches_state(pairs_root, tmp_path):
     net = StateSpy()
-    chunk, burn_in = 3000, 1200  # 12000-sample segments: burn-in then 3 chunks, 1200 left over
-    module = CountingModule(net, tbptt_chunk=chunk, tbptt_burn_in=burn_in, w_fd=0.0)
+    chunk, burn_in = 3000, 1200  # 1200 context + 12000-sample segments: burn-in then 4 chunks
+    module = CountingModule(net, tbptt_chunk=chunk, context=burn_in, w_fd=0.0)
     CountingModule.clip_calls = 0
-    trainer(tmp_path, max_steps=6, limit_val_batches=0).fit(module, datamodule(pairs_root))
-    # one optimiser step per chunk: 2 batches x 3 chunks
-    assert module.trainer.global_step == 6
-    assert CountingModule.clip_calls == 6  # clipping runs before every manual step
-    first_batch = net.received[:4]
+    trainer(tmp_path, max_steps=8, limit_val_batches=0).fit(module, datamodule(pairs_root))
+    # one optimiser step per chunk: 2 batches x 4 chunks
+    assert module.trainer.global_step == 8
+    assert CountingModule.clip_calls == 8  # clipping runs before every manual step
+    first_batch = net.received[:5]
     assert first_batch[0] is None  # burn-in starts from silence
     assert all(state is not None and not requires_grad for state, requires_grad in first_batch[1:])
 

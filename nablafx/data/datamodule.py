@@ -19,7 +19,7 @@ from lightning import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
-from nablafx.data.dataset import SegmentDataset
+from nablafx.data.dataset import RandomWindowSampler, SegmentDataset
 from nablafx.data.errors import DataError
 from nablafx.data.tonetwist import Pair, find_pairs
 from nablafx.errors import ConfigError
@@ -44,7 +44,9 @@ class EffectDataModule(LightningDataModule):
             optional). A third item per pair gives its knob values, as a dict
             ``{G: 0.5}`` or a list in the order of ``knobs``.
         sample_rate: Sample rate of the model in Hz; files at other rates are resampled.
-        segment_seconds: Length of training and validation segments in seconds.
+        segment_seconds: Length of training and validation segments in seconds: the part of
+            each window the loss is computed on. The model's context (receptive field minus
+            one, or its burn-in; set by the training module) is added before it.
         test_segment_seconds: Length of test segments in seconds.
         val_fraction: Fraction of each trainval file, at its end, used for validation
             (ignored when validation files are given). 0 disables validation.
@@ -53,6 +55,11 @@ class EffectDataModule(LightningDataModule):
         num_workers: DataLoader worker processes (0 loads in the main process; audio is
             preloaded in memory, so workers rarely help).
         skip_silent: Drop segments whose input is silent; they teach nothing.
+        random_windows: Draw training windows at random positions, new ones every epoch
+            (reproducible from ``seed``); False cuts consecutive segments once.
+        windows_per_epoch: Training windows per epoch with ``random_windows``; None: as many
+            as the training regions hold whole segments.
+        seed: Seed of the random window positions.
         synth: Arguments of ``nablafx.data.synth.render.render_dataset`` (e.g.
             ``{device: overdrive, seconds: 60}``): renders the built-in synthetic
             dataset into ``root`` when the ``device`` folder is not there yet.
@@ -73,6 +80,9 @@ class EffectDataModule(LightningDataModule):
         test_batch_size: int = 8,
         num_workers: int = 0,
         skip_silent: bool = True,
+        random_windows: bool = True,
+        windows_per_epoch: int | None = None,
+        seed: int = 0,
         synth: dict[str, Any] | None = None,
     ):
         super().__init__()
@@ -89,7 +99,11 @@ class EffectDataModule(LightningDataModule):
         self.test_batch_size = test_batch_size
         self.num_workers = num_workers
         self.skip_silent = skip_silent
+        self.random_windows = random_windows
+        self.windows_per_epoch = windows_per_epoch
+        self.seed = seed
         self.synth = synth
+        self.context = 0
         self.train_dataset: SegmentDataset | None = None
         self.val_dataset: SegmentDataset | None = None
         self.test_dataset: SegmentDataset | None = None
@@ -122,6 +136,15 @@ class EffectDataModule(LightningDataModule):
             return f"{self.device}-{'+'.join(self.settings)}"
         return f"{self.device}-{len(self.settings)}settings"
 
+    def set_context(self, samples: int) -> None:
+        """Give every window ``samples`` of input history before its scored segment."""
+        if samples < 0:
+            raise ConfigError(f"context must be >= 0 samples, got {samples}")
+        self.context = int(samples)
+        for dataset in (self.train_dataset, self.val_dataset, self.test_dataset):
+            if dataset is not None:
+                dataset.context = self.context
+
     # -- Lightning hooks ----------------------------------------------------------------
 
     def prepare_data(self) -> None:
@@ -146,9 +169,13 @@ class EffectDataModule(LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         if self.train_dataset is None:
             self.setup("fit")
-        # Dropping a ragged last batch keeps batch statistics even, unless it is the only batch.
-        drop_last = len(self.train_dataset) >= self.batch_size
-        return self._loader(self.train_dataset, self.batch_size, shuffle=True, drop_last=drop_last)
+        if not self.random_windows:
+            # Dropping a ragged last batch keeps batch statistics even, unless it is the only batch.
+            drop_last = len(self.train_dataset) >= self.batch_size
+            return self._loader(self.train_dataset, self.batch_size, shuffle=True, drop_last=drop_last)
+        windows = self.windows_per_epoch or max(len(self.train_dataset), self.batch_size)
+        sampler = RandomWindowSampler(self.train_dataset, windows, self.seed)
+        return self._loader(self.train_dataset, self.batch_size, sampler=sampler, drop_last=windows >= self.batch_size)
 
     def val_dataloader(self) -> DataLoader | list:
         if self.train_dataset is None:
@@ -182,6 +209,8 @@ class EffectDataModule(LightningDataModule):
             raise ConfigError(f"`knobs` names a knob twice: {self._knob_names}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"`val_fraction` must be in [0, 1), got {self.val_fraction}")
+        if self.windows_per_epoch is not None and self.windows_per_epoch < 1:
+            raise ConfigError(f"`windows_per_epoch` must be >= 1 or null, got {self.windows_per_epoch}")
         if self.batch_size < 1 or self.test_batch_size < 1:
             raise ConfigError(f"batch sizes must be >= 1, got {self.batch_size} and {self.test_batch_size}")
 
@@ -237,7 +266,7 @@ class EffectDataModule(LightningDataModule):
         sources = [
             (pair.input_path, pair.target_path, _knob_vector(pair, self._knob_names)) for pair in pairs
         ]
-        return SegmentDataset(
+        dataset = SegmentDataset(
             sources,
             self._sample_rate,
             segment_length=round(seconds * self._sample_rate),
@@ -245,6 +274,8 @@ class EffectDataModule(LightningDataModule):
             skip_silent=self.skip_silent,
             audio_cache=audio_cache,
         )
+        dataset.context = self.context
+        return dataset
 
     def _check_knobs_tell_settings_apart(self, pairs: list[Pair]) -> None:
         """Two settings with equal knob vectors would give one input two different targets."""
@@ -269,12 +300,14 @@ class EffectDataModule(LightningDataModule):
             )
 
     def _loader(
-        self, dataset: SegmentDataset, batch_size: int, shuffle: bool = False, drop_last: bool = False
+        self, dataset: SegmentDataset, batch_size: int, shuffle: bool = False, drop_last: bool = False,
+        sampler: RandomWindowSampler | None = None,
     ) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             drop_last=drop_last,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

@@ -1,9 +1,19 @@
-"""Fixed-length segments of paired input/target recordings, preloaded into memory.
+"""Fixed-length windows of paired input/target recordings, preloaded into memory.
 
 One class serves every source (ToneTwist folders, pairs listed in a config): it takes
 ``(input, target[, knobs])`` triples. Train and validation sets are cut from different
 *time regions* of the same files (``region``), so neighbouring pieces of one recording
 never land on both sides of the split.
+
+A window is ``context + segment_length`` samples: the ``context`` samples before the
+segment give the model the input history the first segment sample depends on (its
+receptive field minus one, or a burn-in for recurrent models), and the loss is computed on
+the segment alone. Context reaches before the region (it is input history, never scored)
+and is zero before the start of the file, where the device too started from rest.
+
+Windows are either the consecutive segments of each region (validation, test: every
+sample scored once) or drawn at random positions by :class:`RandomWindowSampler`
+(training: fresh windows every epoch, reproducible from a seed).
 """
 
 from __future__ import annotations
@@ -11,10 +21,11 @@ from __future__ import annotations
 import warnings
 from os import PathLike
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Iterator, Sequence, Union
 
+import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from nablafx.data.audio import audio_sample_rate, load_audio
 from nablafx.data.errors import DataError
@@ -30,7 +41,11 @@ PairSource = Union[
 
 
 class SegmentDataset(Dataset):
-    """Segments ``(x (1, L), y (1, L), knobs (K,))`` of input/target pairs, float32.
+    """Windows ``(x (1, C + L), y (1, C + L), knobs (K,))`` of input/target pairs, float32.
+
+    ``C`` is :attr:`context` (0 unless set), ``L`` the segment length. Items are indexed
+    by position (the consecutive segments) or by a ``(pair index, start sample)`` tuple,
+    as :class:`RandomWindowSampler` yields them.
 
     Args:
         pairs: ``(input, target)`` or ``(input, target, knobs)`` per recording; every pair
@@ -68,6 +83,8 @@ class SegmentDataset(Dataset):
             raise ConfigError("SegmentDataset needs at least one (input, target) pair")
         self.sample_rate = sample_rate
         self.segment_length = segment_length
+        self.context = 0
+        self.skip_silent = skip_silent
         self.region = tuple(region)
         sources = [_as_source(pair) for pair in pairs]
         self.num_knobs = _common_knob_count(sources)
@@ -78,6 +95,7 @@ class SegmentDataset(Dataset):
         self._targets: list[torch.Tensor] = []
         self._knobs: list[torch.Tensor] = []
         self._segments: list[tuple[int, int]] = []  # (pair index, start sample)
+        self.region_samples: list[tuple[int, int]] = []  # per pair: [first, last) sample of its region
         self.skipped_silent = 0
         for input_path, target_path, knobs in sources:
             x, y = _load_pair(input_path, target_path, sample_rate, loaded)
@@ -89,6 +107,7 @@ class SegmentDataset(Dataset):
                     self.skipped_silent += 1
                     continue
                 self._segments.append((pair_index, start))
+            self.region_samples.append(_region_samples(x.shape[-1], self.region))
             self._inputs.append(x)
             self._targets.append(y)
             self._knobs.append(torch.tensor(knobs, dtype=torch.float32).reshape(self.num_knobs))
@@ -105,14 +124,65 @@ class SegmentDataset(Dataset):
     def __len__(self) -> int:
         return len(self._segments)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        pair_index, start = self._segments[index]
-        end = start + self.segment_length
+    def __getitem__(self, index: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        pair_index, start = index if isinstance(index, tuple) else self._segments[index]
         return (
-            self._inputs[pair_index][:, start:end],
-            self._targets[pair_index][:, start:end],
+            self.window(self._inputs[pair_index], start),
+            self.window(self._targets[pair_index], start),
             self._knobs[pair_index],
         )
+
+    def window(self, audio: torch.Tensor, start: int) -> torch.Tensor:
+        """``audio[:, start - context : start + segment_length]``, zeros before sample 0."""
+        first, end = start - self.context, start + self.segment_length
+        if first >= 0:
+            return audio[:, first:end]
+        return torch.nn.functional.pad(audio[:, :end], (-first, 0))
+
+    def is_silent(self, pair_index: int, start: int) -> bool:
+        segment = self._inputs[pair_index][:, start : start + self.segment_length]
+        return bool(segment.abs().max() < SILENT_SEGMENT_THRESHOLD)
+
+
+class RandomWindowSampler(Sampler):
+    """Training windows at random positions, new ones every epoch, reproducible from a seed.
+
+    Each of the ``num_windows`` windows picks a recording with probability proportional
+    to its region's length, then a start sample uniformly inside the region (silent
+    segments are redrawn when the dataset skips them). Lightning calls :meth:`set_epoch`
+    before each epoch; the positions depend only on ``(seed, epoch)``, so a resumed run
+    draws what an uninterrupted one would have.
+    """
+
+    def __init__(self, dataset: SegmentDataset, num_windows: int, seed: int = 0):
+        if num_windows < 1:
+            raise ConfigError(f"windows per epoch must be >= 1, got {num_windows}")
+        self.dataset = dataset
+        self.num_windows = num_windows
+        self.seed = seed
+        self.epoch = 0
+        length = dataset.segment_length
+        spans = np.array([max(last - first - length + 1, 0) for first, last in dataset.region_samples])
+        if spans.sum() == 0:
+            raise ConfigError(f"no region holds a whole segment of {length} samples")
+        self._spans = spans
+        self._weights = spans / spans.sum()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_windows
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        for _ in range(self.num_windows):
+            for _attempt in range(100):
+                pair = int(rng.choice(len(self._spans), p=self._weights))
+                start = self.dataset.region_samples[pair][0] + int(rng.integers(self._spans[pair]))
+                if not (self.dataset.skip_silent and self.dataset.is_silent(pair, start)):
+                    break
+            yield pair, start
 
 
 def _as_source(pair: PairSource) -> tuple[Path, Path, tuple[float, ...]]:
@@ -169,8 +239,7 @@ def _segment_starts(
             path,
             "use shorter segments (segment_seconds, test_segment_seconds) or a longer recording",
         )
-    # Rounding (not flooring) keeps 0.9 * length from losing a sample to float error.
-    first, last = round(region[0] * length), round(region[1] * length)
+    first, last = _region_samples(length, region)
     if last - first < segment_length:
         # Other files may fill this region (a short take among long ones): not fatal by itself.
         warnings.warn(
@@ -179,3 +248,8 @@ def _segment_starts(
             stacklevel=3,
         )
     return range(first, last - segment_length + 1, hop_length)
+
+
+def _region_samples(length: int, region: tuple[float, float]) -> tuple[int, int]:
+    # Rounding (not flooring) keeps 0.9 * length from losing a sample to float error.
+    return round(region[0] * length), round(region[1] * length)

@@ -101,7 +101,8 @@ class MediaLogger(Callback):
         if trainer.global_rank != 0 or not isinstance(outputs, dict) or "y_hat" not in outputs:
             return
         sample_rate = pl_module.sample_rate or 48000
-        x, y, knobs = batch
+        _, _, knobs = batch
+        x, y = outputs["x"], outputs["y"]  # the scored segments, without the context before them
         n = min(self.num_examples, x.shape[0])
         step = trainer.global_step
         folder = run_dir(trainer) / "media" / f"{stage}-step{step:07d}"

@@ -8,6 +8,7 @@ in the checkpoint, so ``process``/``test``/``export`` need nothing but the check
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -22,6 +23,7 @@ from nablafx.training import metrics
 from nablafx.training.losses import TimeFrequencyLoss
 
 NONFINITE_POLICIES = ("stop", "skip")
+LR_SCHEDULES = ("plateau", "exponential", "cosine", "constant")
 
 
 class TrainingDiverged(NablaError):
@@ -63,14 +65,24 @@ class EffectModule(LightningModule):
         betas: AdamW betas.
         w_td: weight of the time-domain L1 loss.
         w_fd: weight of the multi-resolution STFT loss.
-        lr_patience: validations without improvement before ReduceLROnPlateau halves the lr.
+        lr_schedule: ``"plateau"`` (ReduceLROnPlateau on the validation loss), ``"exponential"``
+            (lr x ``lr_decay`` every 1000 optimiser steps), ``"cosine"`` (to 0 at the trainer's
+            ``max_steps``) or ``"constant"``. The per-step schedules depend only on the step
+            count, so a resumed run continues them exactly.
+        lr_patience: validations without improvement before ReduceLROnPlateau multiplies the lr
+            by ``lr_factor``.
         lr_factor: ReduceLROnPlateau factor.
+        lr_decay: factor per 1000 steps of the exponential schedule.
         grad_clip_value: clip every gradient element to +-this value before each step (None: off).
         tbptt_chunk: if set, truncated BPTT: each segment is processed in chunks of this many
             samples with one optimiser step per chunk, the state carried and detached between
             chunks (papers: 4800 = 100 ms at 48 kHz). A final chunk shorter than this is skipped.
-        tbptt_burn_in: samples at the start of each segment run without gradient to warm up
-            the state before the first TBPTT chunk.
+        context: samples of input history before every scored segment (pre-roll): the loss
+            never sees an output sample without its full input context, so a zero-state start
+            is no error the model has to learn. None: the model's receptive field minus one,
+            or ``burn_in`` for models with unbounded memory (LSTM/GRU, S4, TFiLM family).
+            With TBPTT the context runs without gradient before the first chunk.
+        burn_in: context of models with unbounded memory, in samples (4800 = 100 ms at 48 kHz).
         on_nonfinite: what a NaN or inf training loss or gradient does: ``"stop"`` ends the run
             with an error naming the step (the last checkpoint stays the last good one);
             ``"skip"`` drops that batch (no optimiser step) and counts it in
@@ -86,21 +98,30 @@ class EffectModule(LightningModule):
         betas: tuple[float, float] = (0.9, 0.999),
         w_td: float = 1.0,
         w_fd: float = 0.1,
+        lr_schedule: str = "plateau",
         lr_patience: int = 20,
         lr_factor: float = 0.5,
+        lr_decay: float = 0.5,
         grad_clip_value: float | None = 10.0,
         tbptt_chunk: int | None = None,
-        tbptt_burn_in: int = 0,
+        context: int | None = None,
+        burn_in: int = 4800,
         on_nonfinite: str = "stop",
     ):
         super().__init__()
         if on_nonfinite not in NONFINITE_POLICIES:
             raise ConfigError(f"on_nonfinite must be one of {NONFINITE_POLICIES}, got {on_nonfinite!r}")
+        if lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
+        if (context is not None and context < 0) or burn_in < 0:
+            raise ConfigError(f"context and burn_in must be >= 0 samples, got {context} and {burn_in}")
         if tbptt_chunk is not None and tbptt_chunk < 1:
             raise ConfigError(f"tbptt_chunk must be a positive number of samples or null, got {tbptt_chunk}")
         self.save_hyperparameters(ignore=["net"])
         self.hparams["net"] = to_config(net)  # plain data: checkpoints load with weights_only=True
         self.net = net
+        receptive_field = net.receptive_field
+        self.context = context if context is not None else (receptive_field - 1 if receptive_field > 0 else burn_in)
         self.loss = TimeFrequencyLoss(w_td, w_fd)
         self.automatic_optimization = tbptt_chunk is None
         self.sample_rate: int | None = None
@@ -116,6 +137,12 @@ class EffectModule(LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is None:
             return
+        if not hasattr(datamodule, "set_context"):
+            raise ConfigError(
+                f"{type(datamodule).__name__} cannot add the model's {self.context}-sample context to its "
+                f"windows; use nablafx.data.EffectDataModule"
+            )
+        datamodule.set_context(self.context)
         self.sample_rate = datamodule.sample_rate
         self.knob_names = list(datamodule.knob_names)
         self.dataset_name = datamodule.dataset_name
@@ -142,12 +169,35 @@ class EffectModule(LightningModule):
             betas=tuple(self.hparams.betas),
             eps=1e-8,
         )
-        # Stepped by hand on each validation (see on_validation_epoch_end), in both automatic
-        # and manual (TBPTT) optimisation, so validation frequency is free to choose.
-        self._plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", factor=self.hparams.lr_factor, patience=self.hparams.lr_patience
-        )
+        for group in optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+        if self.hparams.lr_schedule == "plateau":
+            # Stepped by hand on each validation (see on_validation_epoch_end), in both automatic
+            # and manual (TBPTT) optimisation, so validation frequency is free to choose.
+            self._plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode="min", factor=self.hparams.lr_factor, patience=self.hparams.lr_patience
+            )
         return optimizer
+
+    def lr_scale(self, step: int) -> float:
+        """Factor on every group's initial lr at optimiser step ``step`` (per-step schedules)."""
+        schedule = self.hparams.lr_schedule
+        if schedule == "exponential":
+            return self.hparams.lr_decay ** (step / 1000)
+        if schedule == "cosine":
+            horizon = self.trainer.max_steps
+            if horizon is None or horizon <= 0:
+                raise ConfigError("lr_schedule cosine needs --trainer.max_steps (its horizon); or use exponential")
+            return 0.5 * (1 + math.cos(math.pi * min(step, horizon) / horizon))
+        return 1.0
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        if self.hparams.lr_schedule in ("exponential", "cosine"):
+            scale = self.lr_scale(self.global_step)
+            optimizer = self.optimizers().optimizer
+            for group in optimizer.param_groups:
+                group["lr"] = group["initial_lr"] * scale
+            self.log("lr", optimizer.param_groups[0]["lr"])
 
     # --- steps ----------------------------------------------------------------------------
 
@@ -163,7 +213,7 @@ class EffectModule(LightningModule):
         knobs = self._knobs(knobs)
         if self.hparams.tbptt_chunk is None:
             y_hat, _ = self.net(x, knobs)
-            loss, l1, mrstft = self.loss(y_hat, y)
+            loss, l1, mrstft = self.loss(*self._scored(y_hat, y))
             if not torch.isfinite(loss) and self._nonfinite("loss", loss):
                 return None  # Lightning skips the optimiser step
         else:
@@ -176,7 +226,7 @@ class EffectModule(LightningModule):
 
     def _tbptt_step(self, x: Tensor, y: Tensor, knobs: Tensor | None):
         optimizer = self.optimizers()
-        chunk, burn_in = self.hparams.tbptt_chunk, self.hparams.tbptt_burn_in
+        chunk, burn_in = self.hparams.tbptt_chunk, self.context
         state = None
         if burn_in > 0:
             with torch.no_grad():
@@ -201,6 +251,10 @@ class EffectModule(LightningModule):
                 f"burn-in of {burn_in}; use longer segments (--data.segment_seconds) or a smaller tbptt_chunk"
             )
         return tuple(totals / steps)
+
+    def _scored(self, *signals: Tensor) -> tuple[Tensor, ...]:
+        """The scored segment of each window: everything after the context."""
+        return tuple(signal[..., self.context :] for signal in signals)
 
     def on_before_optimizer_step(self, optimizer) -> None:
         grads = [p.grad for p in self.net.parameters() if p.grad is not None]
@@ -233,6 +287,7 @@ class EffectModule(LightningModule):
     def _evaluate(self, batch, prefix: str) -> dict[str, Tensor]:
         x, y, knobs = batch
         y_hat, _ = self.net(x, self._knobs(knobs))
+        x, y, y_hat = self._scored(x, y, y_hat)
         loss, l1, mrstft = self.loss(y_hat, y)
         values = {
             "loss": loss,
@@ -242,8 +297,8 @@ class EffectModule(LightningModule):
             "mse": metrics.mse(y_hat, y),
         }
         for name, value in values.items():
-            self.log(f"{prefix}/{name}", value, prog_bar=name == "loss", batch_size=x.shape[0])
-        return {"y_hat": y_hat.detach(), **values}
+            self.log(f"{prefix}/{name}", value, prog_bar=name in ("loss", "esr"), batch_size=x.shape[0])
+        return {"x": x, "y": y, "y_hat": y_hat.detach(), **values}
 
     def validation_step(self, batch, batch_idx):
         return self._evaluate(batch, "val")
@@ -254,7 +309,7 @@ class EffectModule(LightningModule):
     def predict_step(self, batch, batch_idx):
         x, _, knobs = batch
         y_hat, _ = self.net(x, self._knobs(knobs))
-        return y_hat
+        return self._scored(y_hat)[0]
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
