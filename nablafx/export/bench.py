@@ -27,7 +27,7 @@ import torch
 
 from nablafx.core import from_config
 from nablafx.export.runtime import StreamingRuntime
-from nablafx.errors import ConfigError
+from nablafx.errors import ConfigError, MissingFileError
 
 BLOCK_SIZES = (32, 64, 128, 256, 512, 1024, 2048)
 #: suffix -> format of the artefacts timed here (each has a Python consumer)
@@ -52,7 +52,7 @@ def check_artefact(path: str | Path) -> Path:
             "`nablafx export` with --format torchscript, onnx or neutone (.pt, .onnx or .nm)"
         )
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{path}: no such file; write it first with `nablafx export CKPT --format {RUNNABLE[suffix]} "
             f"--out {path}`"
         )
@@ -152,7 +152,7 @@ def bench_exported(path: str | Path, block_sizes: tuple[int, ...] = BLOCK_SIZES,
     try:
         try:
             fmt, metadata, _ = _load(path)
-        except (ValueError, FileNotFoundError):
+        except ValueError:
             raise
         except Exception as error:  # torch.jit / onnx raise several types for corrupt or foreign files
             raise ConfigError(
