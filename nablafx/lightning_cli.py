@@ -2,7 +2,7 @@
 
 Defaults: wandb in offline mode under ``logs/`` (no account, no network), checkpoints
 ``last.ckpt`` and the best by validation loss (written atomically, read without unpickling
-code), and media logging. Any of these can be
+code; options under ``checkpoint:``), and media logging (options under ``media:``). Any of these can be
 replaced in a trainer YAML or on the command line (``--trainer.logger false``).
 """
 
@@ -63,22 +63,25 @@ class NablaCLI(LightningCLI):
             trainer_defaults={
                 "default_root_dir": "logs",
                 "logger": lazy_instance(WandbLogger, project="nablafx", save_dir="logs", offline=True),
-                "callbacks": [
-                    ModelCheckpoint(
-                        monitor="val/loss",
-                        mode="min",
-                        save_last=True,
-                        filename="best-step{step:07d}",
-                        auto_insert_metric_name=False,
-                    ),
-                    MediaLogger(),
-                ],
             },
             seed_everything_default=0,
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,
             args=args,
         )
+
+    def add_arguments_to_parser(self, parser) -> None:
+        # Configurable from YAML as top-level `checkpoint:` and `media:` (a trainer_defaults
+        # callback would be added on top of any the config lists, with its arguments fixed).
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({
+            "checkpoint.monitor": "val/loss",
+            "checkpoint.mode": "min",
+            "checkpoint.save_last": True,
+            "checkpoint.filename": "best-step{step:07d}",
+            "checkpoint.auto_insert_metric_name": False,
+        })
+        parser.add_lightning_class_args(MediaLogger, "media")
 
     def instantiate_trainer(self, **kwargs):
         # Added here rather than in trainer_defaults: jsonargparse cannot write a plugin

@@ -10,7 +10,7 @@ import torch
 
 from nablafx.errors import ConfigError
 from nablafx.training import losses, metrics
-from nablafx.training.losses import LOSS_TERMS, EffectLoss, PreEmphasis, TimeFrequencyLoss
+from nablafx.training.losses import LOSS_TERMS, EffectLoss, PreEmphasis
 
 SR = 48000
 
@@ -202,17 +202,3 @@ def test_loss_adds_nothing_to_the_checkpoint():
 def test_bad_config_is_a_config_error_naming_the_value(weights, pre_emphasis, message):
     with pytest.raises(ConfigError, match=message):
         EffectLoss(weights, pre_emphasis=pre_emphasis)
-
-
-def test_time_frequency_loss_is_effect_loss_with_l1_and_mrstft(pair):
-    y_hat, y = (t(a).float() for a in pair)
-    total, l1, mrstft = TimeFrequencyLoss(1.0, 0.1)(y_hat, y)
-    expected_total, terms = EffectLoss({"l1": 1.0, "mrstft": 0.1})(y_hat, y)
-    torch.testing.assert_close(total, expected_total)
-    torch.testing.assert_close(l1, terms["l1"])
-    torch.testing.assert_close(mrstft, terms["mrstft"])
-    total, l1, mrstft = TimeFrequencyLoss(1.0, 0.0)(y_hat, y)  # a zero-weight term is not computed
-    assert mrstft.item() == 0.0 and TimeFrequencyLoss(1.0, 0.0).mrstft is None
-    torch.testing.assert_close(total, l1)
-    with pytest.raises(ConfigError, match="w_td=0.0, w_fd=0.0"):
-        TimeFrequencyLoss(0.0, 0.0)

@@ -109,7 +109,7 @@ class CountingModule(EffectModule):
 def test_tbptt_steps_per_chunk_carries_and_detaches_state(pairs_root, tmp_path):
     net = StateSpy()
     chunk, burn_in = 3000, 1200  # 1200 context + 12000-sample segments: burn-in then 4 chunks
-    module = CountingModule(net, tbptt_chunk=chunk, context=burn_in, w_fd=0.0)
+    module = CountingModule(net, tbptt_chunk=chunk, context=burn_in, loss={"l1": 1.0})
     CountingModule.clip_calls = 0
     trainer(tmp_path, max_steps=8, limit_val_batches=0).fit(module, datamodule(pairs_root))
     # one optimiser step per chunk: 2 batches x 4 chunks

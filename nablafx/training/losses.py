@@ -251,23 +251,3 @@ def _pre_emphasis(options: Any, weights: dict[str, float]) -> PreEmphasis | None
             f"weight ({weights}); give one a weight or remove pre_emphasis"
         )
     return PreEmphasis(**dict(options))
-
-
-class TimeFrequencyLoss(EffectLoss):
-    """``w_td * L1 + w_fd * MR-STFT``; returns the total and both unweighted terms.
-
-    Kept until ``EffectModule`` uses :class:`EffectLoss` directly; a term with weight 0 is
-    not computed and comes back as a zero tensor.
-    """
-
-    def __init__(self, w_td: float = 1.0, w_fd: float = 0.1):
-        if w_td < 0 or w_fd < 0 or w_td + w_fd == 0:
-            raise ConfigError(f"loss weights must be >= 0 and not both 0, got w_td={w_td}, w_fd={w_fd}")
-        super().__init__({"l1": w_td, "mrstft": w_fd})
-        self.w_td = w_td
-        self.w_fd = w_fd
-
-    def forward(self, y_hat: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # type: ignore[override]
-        total, terms = super().forward(y_hat, y)
-        zero = total.new_zeros(())
-        return total, terms.get("l1", zero), terms.get("mrstft", zero)

@@ -20,10 +20,21 @@ import nablafx
 from nablafx.core import StreamModule, detach_state, to_config
 from nablafx.errors import ConfigError, NablaError
 from nablafx.training import metrics
-from nablafx.training.losses import TimeFrequencyLoss
+from nablafx.training.losses import EffectLoss, mrstft_loss
 
 NONFINITE_POLICIES = ("stop", "skip")
 LR_SCHEDULES = ("plateau", "exponential", "cosine", "constant")
+
+
+def per_setting_table(rows: list[dict]) -> str:
+    """The test metrics as a text table, one row per knob setting."""
+    lines = [f"{'setting':<28} {'examples':>8} {'ESR':>10} {'L1':>10} {'MSE':>10} {'MR-STFT':>8} {'LUFS diff':>9}"]
+    for row in rows:
+        lines.append(
+            f"{row['setting']:<28} {row['examples']:>8} {row['esr']:>10.5f} {row['l1']:>10.5f} "
+            f"{row['mse']:>10.3g} {row['mrstft']:>8.4f} {row['lufs_diff']:>9.2f}"
+        )
+    return "\n".join(lines)
 
 
 class TrainingDiverged(NablaError):
@@ -63,8 +74,9 @@ class EffectModule(LightningModule):
         lr: AdamW learning rate (parameters may carry their own, see ``parameter_groups``).
         weight_decay: AdamW weight decay.
         betas: AdamW betas.
-        w_td: weight of the time-domain L1 loss.
-        w_fd: weight of the multi-resolution STFT loss.
+        loss: weights of the training loss terms, ``{l1, mse, esr, dc, mrstft}`` (see
+            :class:`~nablafx.training.losses.EffectLoss`); default L1 + 0.1 MR-STFT as in the papers.
+        pre_emphasis: optional filter before the l1/mse/esr terms, ``{filter: hp|fd|aw, coef: 0.85}``.
         lr_schedule: ``"plateau"`` (ReduceLROnPlateau on the validation loss), ``"exponential"``
             (lr x ``lr_decay`` every 1000 optimiser steps), ``"cosine"`` (to 0 at the trainer's
             ``max_steps``) or ``"constant"``. The per-step schedules depend only on the step
@@ -96,8 +108,8 @@ class EffectModule(LightningModule):
         lr: float = 5e-3,
         weight_decay: float = 0.0,
         betas: tuple[float, float] = (0.9, 0.999),
-        w_td: float = 1.0,
-        w_fd: float = 0.1,
+        loss: dict[str, float] | None = None,
+        pre_emphasis: dict | None = None,
         lr_schedule: str = "plateau",
         lr_patience: int = 20,
         lr_factor: float = 0.5,
@@ -122,7 +134,10 @@ class EffectModule(LightningModule):
         self.net = net
         receptive_field = net.receptive_field
         self.context = context if context is not None else (receptive_field - 1 if receptive_field > 0 else burn_in)
-        self.loss = TimeFrequencyLoss(w_td, w_fd)
+        self.loss = EffectLoss(**({"weights": loss} if loss is not None else {}), pre_emphasis=pre_emphasis)
+        # Validation and test report MR-STFT even when it is not trained on.
+        self._mrstft = None if "mrstft" in self.loss.weights else mrstft_loss()
+        self.per_setting = metrics.PerSettingMetrics()
         self.automatic_optimization = tbptt_chunk is None
         self.sample_rate: int | None = None
         self.knob_names: list[str] = []
@@ -213,15 +228,15 @@ class EffectModule(LightningModule):
         knobs = self._knobs(knobs)
         if self.hparams.tbptt_chunk is None:
             y_hat, _ = self.net(x, knobs)
-            loss, l1, mrstft = self.loss(*self._scored(y_hat, y))
+            loss, terms = self.loss(*self._scored(y_hat, y))
             if not torch.isfinite(loss) and self._nonfinite("loss", loss):
                 return None  # Lightning skips the optimiser step
         else:
-            loss, l1, mrstft = self._tbptt_step(x, y, knobs)
+            loss, terms = self._tbptt_step(x, y, knobs)
         batch_size = x.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
-        self.log("train/l1", l1, batch_size=batch_size)
-        self.log("train/mrstft", mrstft, batch_size=batch_size)
+        for name, value in terms.items():
+            self.log(f"train/{name}", value, batch_size=batch_size)
         return loss
 
     def _tbptt_step(self, x: Tensor, y: Tensor, knobs: Tensor | None):
@@ -231,11 +246,11 @@ class EffectModule(LightningModule):
         if burn_in > 0:
             with torch.no_grad():
                 _, state = self.net(x[..., :burn_in], knobs, None)
-        totals = torch.zeros(3, device=x.device)
+        totals: dict[str, Tensor] = {}
         steps = 0
         for start in range(burn_in, x.shape[-1] - chunk + 1, chunk):
             y_hat, state = self.net(x[..., start : start + chunk], knobs, state)
-            loss, l1, mrstft = self.loss(y_hat, y[..., start : start + chunk])
+            loss, terms = self.loss(y_hat, y[..., start : start + chunk])
             if not torch.isfinite(loss) and self._nonfinite("loss", loss):
                 state = detach_state(state)
                 continue
@@ -243,14 +258,16 @@ class EffectModule(LightningModule):
             self.manual_backward(loss)
             optimizer.step()  # clipping happens in on_before_optimizer_step
             state = detach_state(state)
-            totals += torch.stack([loss.detach(), l1.detach(), mrstft.detach()])
+            for name, value in {"loss": loss, **terms}.items():
+                totals[name] = totals.get(name, 0.0) + value.detach()
             steps += 1
         if steps == 0:
             raise ConfigError(
                 f"segments of {x.shape[-1]} samples leave no TBPTT chunk of {chunk} samples after a "
                 f"burn-in of {burn_in}; use longer segments (--data.segment_seconds) or a smaller tbptt_chunk"
             )
-        return tuple(totals / steps)
+        means = {name: total / steps for name, total in totals.items()}
+        return means.pop("loss"), means
 
     def _scored(self, *signals: Tensor) -> tuple[Tensor, ...]:
         """The scored segment of each window: everything after the context."""
@@ -288,14 +305,16 @@ class EffectModule(LightningModule):
         x, y, knobs = batch
         y_hat, _ = self.net(x, self._knobs(knobs))
         x, y, y_hat = self._scored(x, y, y_hat)
-        loss, l1, mrstft = self.loss(y_hat, y)
+        loss, terms = self.loss(y_hat, y)
         values = {
             "loss": loss,
-            "l1": l1,
-            "mrstft": mrstft,
+            "l1": metrics.l1(y_hat, y),
             "esr": metrics.esr(y_hat, y),
             "mse": metrics.mse(y_hat, y),
+            "mrstft": terms["mrstft"] if self._mrstft is None else self._mrstft(y_hat, y),
         }
+        if self.loss.pre_emphasis is not None:  # the filtered terms differ from the plain metrics
+            values.update({f"loss_{name}": value for name, value in terms.items()})
         for name, value in values.items():
             self.log(f"{prefix}/{name}", value, prog_bar=name in ("loss", "esr"), batch_size=x.shape[0])
         return {"x": x, "y": y, "y_hat": y_hat.detach(), **values}
@@ -304,7 +323,29 @@ class EffectModule(LightningModule):
         return self._evaluate(batch, "val")
 
     def test_step(self, batch, batch_idx):
-        return self._evaluate(batch, "test")
+        outputs = self._evaluate(batch, "test")
+        y, y_hat = outputs["y"], outputs["y_hat"]
+        self.per_setting.update(
+            metrics.setting_keys(batch[2], self.knob_names),
+            esr=metrics.esr_per_example(y_hat, y),
+            l1=metrics.l1_per_example(y_hat, y),
+            mse=metrics.mse_per_example(y_hat, y),
+            mrstft=metrics.mrstft_per_example(y_hat, y),
+            lufs_diff=metrics.loudness_difference_lufs_per_example(y_hat, y, self.sample_rate or 48_000),
+        )
+        return outputs
+
+    def on_test_epoch_start(self) -> None:
+        self.per_setting.reset()
+
+    def on_test_epoch_end(self) -> None:
+        rows = self.per_setting.rows()
+        self.log("test/lufs_diff", self.per_setting.overall()["lufs_diff"])
+        self.test_table = rows
+        if len(rows) > 1:  # parametric data: one row per knob setting
+            for row in rows:
+                self.log(f"test/setting/{row['setting']}/esr", row["esr"])
+        print(per_setting_table(rows))
 
     def predict_step(self, batch, batch_idx):
         x, _, knobs = batch
