@@ -2,12 +2,15 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
+from dsp_references import reference_output
 
 from nablafx.controllers import DynamicController, StaticConditionalController, StaticController
 from nablafx.core import from_config, process_in_blocks, to_config
+from nablafx.errors import ConfigError
 from nablafx.models.graybox import TOKENS, GrayBoxChain
 
 CFG = Path(__file__).resolve().parents[1] / "cfg" / "model" / "gb"
@@ -113,6 +116,30 @@ def test_streaming_equals_one_call(spec, knobs):
         torch.testing.assert_close(streamed, whole[..., :length], atol=2e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_chain_equals_its_stages_composed_by_independent_references(mode):
+    """Gain -> high-pass -> tanh -> low-pass -> polarity, each stage by numpy/scipy (tests/dsp_references.py);
+    in training the gain, high-pass and the final low-pass + polarity run as fused frequency responses."""
+    chain = GrayBoxChain(spec="g.s+hp.s+tanh+lp.s+phinv").double()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for stage in chain.stages:
+            if stage.controller is not None:
+                stage.controller.logits.copy_(torch.randn_like(stage.controller.logits))
+    chain = getattr(chain, mode)()
+    x = noise(samples=3000, batch=1, scale=0.5).double()
+    with torch.no_grad():
+        y, _ = chain(x)
+    expected = x[0, 0].numpy()
+    for stage in chain.stages:
+        controls = None
+        if stage.controller is not None:
+            controls = (1 / (1 + np.exp(-stage.controller.logits.detach().numpy())))[:, None]  # sigmoid
+        expected = reference_output(stage.processor, expected, controls)
+    np.testing.assert_allclose(y[0, 0].numpy(), expected, atol=1e-9, rtol=0)
+    assert np.abs(expected).max() > 0.1
+
+
 @pytest.mark.parametrize("config", ["gb-dist-mlp-fir", "gb-fuzz-rnl", "gb-comp"])
 def test_training_and_streaming_paths_agree_on_three_seconds(config):
     """Frequency sampling (training) vs recursive filtering (streaming) on 3 s of noise.
@@ -139,11 +166,46 @@ def test_training_and_streaming_paths_agree_on_three_seconds(config):
 
 def test_training_path_refuses_carried_state():
     chain = GrayBoxChain(spec="peq.s+g.s").train()
-    with pytest.raises(ValueError, match="frequency_sampling=False"):
+    with pytest.raises(ConfigError, match="frequency_sampling=False"):
         chain(noise(samples=64), None, [(None, None), (None, None)])
+    # Without frequency sampling, training carries the state: two chunks equal one call,
+    # and gradients flow through the carried filter memory into the first chunk's input.
     tbptt = GrayBoxChain(spec="peq.s+g.s", frequency_sampling=False).train()
-    y, state = tbptt(noise(samples=64))
-    assert state is not None and y.requires_grad
+    with torch.no_grad():
+        for stage in tbptt.stages:
+            stage.controller.logits.add_(torch.randn_like(stage.controller.logits))
+    x = noise(samples=256).double().requires_grad_()
+    tbptt.double()
+    whole, _ = tbptt(x)
+    first, state = tbptt(x[..., :100])
+    second, _ = tbptt(x[..., 100:], None, state)
+    torch.testing.assert_close(torch.cat([first, second], -1), whole, atol=1e-12, rtol=0)
+    (gradient,) = torch.autograd.grad(second.square().sum(), x)
+    assert gradient[..., 90:100].abs().min() > 0  # the filter memory carries the past
+
+
+def test_state_of_the_wrong_layout_is_refused():
+    chain = GrayBoxChain(spec="g.d+rnl+lp.s", control_block_size=16).eval()
+    x = noise(samples=64)
+    _, state = chain(x)
+    assert len(state) == 3 and all(len(entry) == 2 for entry in state)
+    chain(x, None, state)  # its own state is accepted
+    with pytest.raises(ConfigError, match=r"GrayBoxChain expects a state list of 3 .*one per stage, got 2;"):
+        chain(x, None, state[:2])
+    with pytest.raises(ConfigError, match=r"state list of 3 .* got 4;"):
+        chain(x, None, [*state, (None, None)])
+    with pytest.raises(ConfigError, match=r"state list of 3 .* got a Tensor"):
+        chain(x, None, torch.zeros(3, 2))
+    with pytest.raises(ConfigError, match=r"stage 2 \('lp.s'\): a stage's state is a \(controller state, processor "
+                                          r"state\) pair, got a Tensor"):
+        chain(x, None, [state[0], state[1], state[2][1]])
+    with pytest.raises(ConfigError, match=r"stage 0 \('g.d'\).* pair, got 3 entries"):
+        chain(x, None, [(*state[0], None), state[1], state[2]])
+    # A state of the same length from another chain: its dynamic-controller state lands on
+    # the nonlinearity, which has no controller.
+    _, other = GrayBoxChain(spec="rnl+g.d+lp.s", control_block_size=16).eval()(x)
+    with pytest.raises(ConfigError, match=r"stage 1 \('rnl'\) has no controller but .* another chain"):
+        chain(x, None, other)
 
 
 def test_controllers_reach_the_whole_range():

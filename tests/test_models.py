@@ -251,3 +251,27 @@ def test_knob_count_mismatch_fails_at_call_time(model):
 def test_unconditioned_model_rejects_knobs():
     with pytest.raises(ValueError, match="num_knobs=0"):
         TCN(channels=4, num_blocks=2)(torch.randn(1, 1, 64), torch.rand(1, 1))
+
+
+@pytest.mark.parametrize(
+    "model, entries",
+    [
+        (TCN(channels=4, num_blocks=3), 3),
+        (GCN(num_knobs=1, channels=4, num_blocks=2, conditioning="tvfilm"), 3),  # + the shared encoder's state
+        (S4(channels=4, num_blocks=2, state_size=2), 2),
+    ],
+    ids=["tcn", "gcn-tvfilm", "s4"],
+)
+def test_state_of_the_wrong_length_is_refused(model, entries):
+    from nablafx.errors import ConfigError
+
+    x = torch.randn(1, 1, 64)
+    knobs = torch.rand(1, model.num_knobs) if model.num_knobs else None
+    _, state = model(x, knobs)
+    assert len(state) == entries
+    model(x, knobs, state)  # its own state is accepted
+    name = type(model).__name__
+    with pytest.raises(ConfigError, match=rf"{name} expects a state list of {entries} entries, got {entries - 1};"):
+        model(x, knobs, state[:-1])
+    with pytest.raises(ConfigError, match=rf"state list of {entries} entries, got a Tensor"):
+        model(x, knobs, torch.zeros(entries, 4))  # a tensor with the right first dimension is no state list

@@ -5,15 +5,35 @@ exported): a list with one entry per block, followed by one more entry -- the sh
 encoder's state -- only when the conditioning method has one (TVFiLM). A block's entry
 is its own state (e.g. the cached convolution context), or ``(own, modulator_state)``
 when its modulator carries state (TFiLM, TTFiLM).
+
+:func:`check_state_entries` is the one top-level state check of every model family that
+carries a list of per-part states (block stacks here, :class:`~nablafx.models.WaveNet`,
+:class:`~nablafx.models.GrayBoxChain`).
 """
 
 from __future__ import annotations
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from nablafx.core import State, StreamModule
 from nablafx.models.conditioning import Conditioning
 from nablafx.errors import ConfigError
+
+
+def check_state_entries(model: nn.Module, state: State, expected: int, entries: str = "entries") -> None:
+    """Refuse a carried ``state`` that is not a list/tuple of ``expected`` entries.
+
+    A state from another model (or another size of the same one) would otherwise fail deep
+    inside a layer, or not at all: ``zip`` over a short list silently drops the last parts.
+    ``entries`` describes one entry for the message, e.g. ``"tensors (one per layer)"``.
+    """
+    if isinstance(state, (list, tuple)) and len(state) == expected:
+        return
+    got = f"{len(state)}" if isinstance(state, (list, tuple)) else f"a {type(state).__name__}"
+    raise ConfigError(
+        f"{type(model).__name__} expects a state list of {expected} {entries}, got {got}; "
+        "pass back the state this model returned (or None to start from silence)"
+    )
 
 
 class ConditionedNet(StreamModule):
@@ -26,12 +46,7 @@ class ConditionedNet(StreamModule):
     def unpack_state(self, state: State, num_blocks: int) -> tuple[list, State]:
         if state is None:
             return [None] * num_blocks, None
-        expected = num_blocks + int(self.conditioning.has_state)
-        if len(state) != expected:
-            raise ConfigError(
-                f"{type(self).__name__} expects a state list of {expected} entries, got {len(state)}; "
-                "pass back the state this model returned (or None to start from silence)"
-            )
+        check_state_entries(self, state, num_blocks + int(self.conditioning.has_state))
         encoder_state = state[num_blocks] if self.conditioning.has_state else None
         return list(state[:num_blocks]), encoder_state
 

@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from nablafx.controllers import DynamicController, StaticConditionalController, StaticController
 from nablafx.core import State, StreamModule
 from nablafx.dsp.frequency import fft_filter, frequency_sampling_size, product
+from nablafx.models.base import check_state_entries
 from nablafx.processors.base import Processor
 from nablafx.errors import ConfigError
 
@@ -205,6 +206,25 @@ class GrayBoxChain(StreamModule):
     def receptive_field(self) -> int:
         return 0  # recursive filters and dynamic controllers: unbounded memory
 
+    def check_state(self, state: State) -> State:
+        """``state`` if it has this chain's layout: one ``(controller_state, processor_state)``
+        pair per stage, ``None`` for the controller of a stage without one; else a ConfigError."""
+        check_state_entries(self, state, len(self.stages), "(controller state, processor state) pairs, one per stage")
+        for i, (stage, entry) in enumerate(zip(self.stages, state)):
+            where = f"GrayBoxChain stage {i} ({stage.name!r})"
+            if not isinstance(entry, (list, tuple)) or len(entry) != 2:
+                got = f"{len(entry)} entries" if isinstance(entry, (list, tuple)) else f"a {type(entry).__name__}"
+                raise ConfigError(
+                    f"{where}: a stage's state is a (controller state, processor state) pair, got {got}; "
+                    "pass back the state this chain returned (or None to start from silence)"
+                )
+            if stage.controller is None and entry[0] is not None:
+                raise ConfigError(
+                    f"{where} has no controller but its state entry carries a controller state; the state "
+                    "comes from another chain: pass back the state this chain returned (or None)"
+                )
+        return state
+
     def forward(self, x: Tensor, knobs: Tensor | None = None, state: State = None) -> tuple[Tensor, State]:
         y, state, _ = self.run(x, knobs, state)
         return y, state
@@ -220,7 +240,7 @@ class GrayBoxChain(StreamModule):
                 "GrayBoxChain: the frequency-sampling training path keeps no state; build the chain with "
                 "frequency_sampling=False to carry state while training (truncated BPTT)"
             )
-        states = state if state is not None else [(None, None)] * len(self.stages)
+        states = self.check_state(state) if state is not None else [(None, None)] * len(self.stages)
         new_states, records, pending = [], [], []
         n_fft = frequency_sampling_size(x.shape[-1])
         signal = x

@@ -63,6 +63,7 @@ import torch
 from torch import Tensor, nn
 
 from nablafx.core import State, StreamModule
+from nablafx.models.base import check_state_entries
 from nablafx.errors import ConfigError
 
 #: Activation names as NAM writes them (``torch.nn`` class names).
@@ -263,11 +264,8 @@ class WaveNet(StreamModule):
         self.check_input(x, knobs)
         if x.shape[1] != 1:
             raise ConfigError(f"WaveNet is a mono model; got {x.shape[1]} audio channels")
-        if state is not None and len(state) != self.num_layers:
-            raise ConfigError(
-                f"WaveNet expects a state list of {self.num_layers} tensors (one per layer), got {len(state)}; "
-                "pass back the state this model returned (or None to start from silence)"
-            )
+        if state is not None:
+            check_state_entries(self, state, self.num_layers, "tensors (one per layer)")
         # Time-major inside: every 1x1 convolution is one matrix product, and the dilated conv
         # and input mixer of a layer one product over gathered taps (see the module docstring).
         audio = x.transpose(1, 2)  # (batch, time, 1)
