@@ -58,13 +58,32 @@ def test_synth_fit_test_process(synth_root, tmp_path, monkeypatch, capsys):
     x, rate_x = sf.read(dry)
     assert rate_a == rate_b == rate_x and len(a) == len(b) == len(x)
     assert np.abs(a - b).max() < 1e-5
-    assert np.abs(a).max() > 0
+    # the file holds what the trained network computes on the dry file
+    import torch
+
+    from nablafx.training.checkpoint import load_checkpoint
+
+    net, _ = load_checkpoint(ckpt)
+    with torch.no_grad():
+        expected = net.eval()(torch.from_numpy(x).float().reshape(1, 1, -1))[0].reshape(-1).numpy()
+    np.testing.assert_allclose(a, expected, atol=1e-6, rtol=0)
+    assert np.abs(expected).max() > 1e-3
 
 
 def test_process_rejects_bad_knobs_and_missing_checkpoint(tmp_path, capsys):
-    assert main(["process", str(tmp_path / "missing.ckpt"), "in.wav", "out.wav"]) == 2
+    from export_helpers import build, save_checkpoint
+
+    out = tmp_path / "out.wav"
+    assert main(["process", str(tmp_path / "missing.ckpt"), "in.wav", str(out)]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert not (tmp_path / "out.wav").exists()
+    ckpt = save_checkpoint(build("tcn-film-k2"), tmp_path / "model.ckpt")
+    sf.write(tmp_path / "dry.wav", np.zeros(100, np.float32), 48_000, subtype="FLOAT")
+    for knobs, message in [("0.3,1.5", r"values must lie in [0, 1], got [1.5]"), ("0.3", "2 knob(s)"),
+                           (None, "needs --knobs with 2 value(s)")]:
+        extra = [] if knobs is None else ["--knobs", knobs]
+        assert main(["process", str(ckpt), str(tmp_path / "dry.wav"), str(out), *extra]) == 2
+        assert message in capsys.readouterr().err
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("name", ["tcn-film-k2", "gru-k2"])
@@ -83,7 +102,17 @@ def test_process_block_size_equals_one_call_with_knobs(name, tmp_path, capsys):
         outputs[label], rate = sf.read(out, dtype="float32", always_2d=True)
         assert rate == 48_000 and outputs[label].shape == (1500, 2)
     assert "StreamingRuntime, latency 0 samples" in capsys.readouterr().out
-    assert np.abs(outputs["one"]).max() > 0 and np.abs(outputs["one"][:, 0] - outputs["one"][:, 1]).max() > 0
+    # one call: each channel is the network on that channel with the given knobs
+    import torch
+
+    net = build(name)
+    dry, _ = sf.read(tmp_path / "dry.wav", dtype="float32", always_2d=True)
+    with torch.no_grad():
+        for channel in range(2):
+            x = torch.from_numpy(np.ascontiguousarray(dry[:, channel])).reshape(1, 1, -1)
+            expected = net(x, torch.tensor([[0.3, 0.8]]))[0].reshape(-1).numpy()
+            np.testing.assert_allclose(outputs["one"][:, channel], expected, atol=1e-6, rtol=0)
+    assert np.abs(outputs["one"][:, 0] - outputs["one"][:, 1]).max() > 1e-3  # two different streams
     for label in ("97", "1000"):
         np.testing.assert_allclose(outputs[label], outputs["one"], atol=1e-5, rtol=0)
 

@@ -383,6 +383,8 @@ def test_synth_renders_the_dataset_once_when_missing(tmp_path, monkeypatch):
     synth = {"device": "overdrive", "seconds": 1.0}
     data = _datamodule(tmp_path / "synth", device="Synth-Overdrive", synth=synth)
     data.prepare_data()
+    data.prepare_data()  # the dataset exists now: not rendered again
     data.setup("fit")
     assert calls == [{"device": "overdrive", "seconds": 1.0}]
-    assert len(data.train_dataset) > 0
+    # what the fake renderer wrote: 1 setting x 2 files x 3 segments of 0.25 s in the first 75 % of 1 s
+    assert len(data.train_dataset) == 6 and len(data.val_dataset) == 2

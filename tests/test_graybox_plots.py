@@ -50,13 +50,18 @@ def test_model_figures_for_chains_and_any_model(tmp_path):
 def test_pretrain_command_writes_loadable_weights(tmp_path):
     parser = argparse.ArgumentParser()
     pretrain.add_arguments(parser)
-    for mode in ("nonlinearity", "fir"):
+    from nablafx.processors import FIRFilter, MLPNonlinearity
+
+    for mode, block in (("nonlinearity", MLPNonlinearity), ("fir", FIRFilter)):
         out = tmp_path / f"{mode}.pt"
         args = parser.parse_args([mode, "--steps", "5", "--out", str(out)])
         assert pretrain.run(args) == 0
         state = torch.load(out, weights_only=True)
-        assert out.stat().st_size < 100_000 and out.with_suffix(".png").exists()
-        assert all(isinstance(v, torch.Tensor) for v in state.values())
+        assert out.stat().st_size < 100_000 and out.with_suffix(".png").stat().st_size > 1000
+        # the file is the block's SIREN, loadable by name as pretrained weights
+        loaded = block(weights=str(out))
+        assert set(state) == set(loaded.siren.state_dict())
+        assert all(torch.equal(state[k], v) for k, v in loaded.siren.state_dict().items())
     # An impulse response from a file at another sample rate is resampled and normalised.
     import soundfile
 
@@ -66,4 +71,4 @@ def test_pretrain_command_writes_loadable_weights(tmp_path):
     assert target.shape == (64,) and torch.fft.rfft(target.double(), n=8192).abs().max() == pytest.approx(1.0)
     out = tmp_path / "from_wav.pt"
     assert pretrain.run(parser.parse_args(["fir", "--ir", str(wav), "--steps", "2", "--out", str(out)])) == 0
-    assert pretrain.NAME == "pretrain" and pretrain.HELP
+    assert FIRFilter(weights=str(out)).taps().shape == (64,)

@@ -97,7 +97,14 @@ def test_state_is_plain_tensors_and_supports_truncated_bptt():
     assert seen and all(isinstance(t, torch.Tensor) for t in seen)
     y_rest, _ = model(x[..., 90:], knobs, detach_state(state))
     assert torch.allclose(y_rest, y_full[..., 90:], atol=1e-6)
-    y_rest.sum().backward()  # gradients stop at the detached state, and do not fail
+    # Gradients flow into the past through a carried state and stop at a detached one.
+    x = x.clone().requires_grad_()
+    for detach, reaches_the_past in ((False, True), (True, False)):
+        _, state = model(x[..., :90], knobs)
+        y_rest, _ = model(x[..., 90:], knobs, detach_state(state) if detach else state)
+        (gradient,) = torch.autograd.grad(y_rest.square().sum(), x)
+        assert bool(gradient[..., :90].abs().max() > 0) == reaches_the_past
+        assert gradient[..., 90:].abs().max() > 0
     # the state can be copied (e.g. to restart a stream from a snapshot)
     y_copy, _ = model(x[..., 90:], knobs, copy.deepcopy(detach_state(state)))
     assert torch.allclose(y_copy, y_rest)

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from dsp_references import assert_matches_reference
 
 from nablafx.core import from_config, process_in_blocks, to_config
 from nablafx.processors import (
@@ -43,6 +44,25 @@ def random_controls(processor, batch=2, time=1, seed=0):
     return torch.rand(batch, processor.num_params, time, generator=g, dtype=D)
 
 
+def reference_tolerance(processor) -> float:
+    # The lookup table's interpolation error is step^2/8 max|f''| (documented ~1e-5 at most).
+    return 5e-5 if isinstance(processor, MLPNonlinearity) and processor.lookup_step else 1e-9
+
+
+@pytest.mark.parametrize("processor", all_processors(), ids=lambda p: type(p).__name__)
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_output_matches_independent_reference(processor, mode):
+    """Both paths against numpy/scipy: eval (exact recursion, controls per batch item) and train
+    (frequency sampling for LTI blocks, controls shared by the batch)."""
+    processor = getattr(processor.double(), mode)()
+    x = 0.5 * torch.randn(2, 1, 2000, dtype=D, generator=torch.Generator().manual_seed(1))
+    x[..., :50] *= 8  # drive the nonlinearities and the compressor hard at the start
+    controls = random_controls(processor, batch=2 if mode == "eval" else 1, seed=5)
+    with torch.no_grad():
+        y, _ = processor(x, controls)
+    assert_matches_reference(processor, x, controls, y, reference_tolerance(processor))
+
+
 def test_parametric_eq_declares_the_published_bands():
     eq = ParametricEQ()
     assert eq.num_params == 15
@@ -80,17 +100,29 @@ def test_high_shelf_is_a_high_shelf_and_low_shelf_a_low_shelf():
         assert 20 * math.log10(response[0, -1]) == pytest.approx(high_db, abs=0.2)
 
 
-@pytest.mark.parametrize("processor", all_processors(), ids=lambda p: type(p).__name__)
+@pytest.mark.parametrize("processor", [p for p in all_processors() if p.linear_time_invariant],
+                         ids=lambda p: type(p).__name__)
 def test_training_and_streaming_paths_agree(processor):
+    """LTI blocks: the frequency-sampling response (train) against the exact recursion (eval)."""
     processor = processor.double()
     x = 0.5 * torch.randn(2, 1, 2000, dtype=D, generator=torch.Generator().manual_seed(1))
     controls = random_controls(processor, batch=1)  # shared by the batch: the frequency-sampling path
-    if processor.linear_time_invariant:
-        assert processor.train().uses_frequency_sampling(processor.denormalize(controls))
+    assert processor.train().uses_frequency_sampling(processor.denormalize(controls))
+    assert not processor.eval().uses_frequency_sampling(processor.denormalize(controls))
     streaming, _ = processor.eval()(x, controls)
     training, _ = processor.train()(x, controls)
     torch.testing.assert_close(training, streaming, atol=1e-9, rtol=1e-9)
-    assert torch.isfinite(streaming).all()
+
+
+def test_only_lti_blocks_with_shared_static_controls_take_the_frequency_sampling_path():
+    for processor in all_processors():
+        processor.train()
+        shared, per_item = random_controls(processor, batch=1), random_controls(processor, batch=2)
+        moving = None if shared is None else shared.expand(-1, -1, 16)
+        assert processor.uses_frequency_sampling(processor.denormalize(shared)) == processor.linear_time_invariant
+        if processor.num_params:
+            assert not processor.uses_frequency_sampling(processor.denormalize(per_item))
+            assert not processor.uses_frequency_sampling(processor.denormalize(moving))
 
 
 @pytest.mark.parametrize("processor", all_processors(), ids=lambda p: type(p).__name__)
@@ -118,6 +150,7 @@ def test_time_varying_controls(processor):
     ramp = torch.linspace(0, 1, 600, dtype=D)
     moving = static * (1 - ramp) + random_controls(processor, seed=9) * ramp
     whole, _ = processor(x, moving)
+    assert_matches_reference(processor, x, moving, whole, 1e-9)  # per-sample formulas, per-sample coefficients
     parts, state = [], None
     for start in range(0, 600, 128):
         part, state = processor(x[..., start : start + 128], moving[..., start : start + 128], state)

@@ -75,6 +75,7 @@ def test_layout_and_names_follow_tonetwist(dataset):
 
 def test_wavs_are_float32_mono_aligned_and_not_clipped(dataset):
     durations = {"trainval": 0.0, "test": 0.0}
+    targets_checked = 0
     for path in (dataset / "DRY").rglob("*.input.wav"):
         info = soundfile.info(path)
         assert (info.samplerate, info.channels, info.subtype, info.format) == (
@@ -93,7 +94,9 @@ def test_wavs_are_float32_mono_aligned_and_not_clipped(dataset):
             target, rate = soundfile.read(target_path, dtype="float32")
             assert rate == SR and target.shape == dry.shape
             assert np.max(np.abs(target)) <= 1.0
+            targets_checked += 1
     assert durations == pytest.approx({"trainval": 2.0, "test": 1.0})
+    assert targets_checked == 4 * 2  # every dry file has a target per drive setting: none skipped by the glob
 
 
 def test_readme_describes_device_knobs_and_settings(dataset):
