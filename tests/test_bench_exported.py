@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import pytest
 import torch
@@ -33,18 +34,20 @@ def artefacts(tmp_path_factory):
             for fmt, suffix in [("torchscript", ".pt"), ("onnx", ".onnx")]]
 
 
-def positive(value: float) -> bool:
-    return math.isfinite(value) and value > 0
+def table_rows(out: str, prefix: str) -> list[list[str]]:
+    return [line.split() for line in out.splitlines() if line.startswith(prefix)]
 
 
 def test_table_has_both_runtimes_at_every_block_size(artefacts, capsys):
     assert main(["bench", "--exported", *map(str, artefacts), *QUICK]) == 0
     out = capsys.readouterr().out
     assert "pytorch stream" in out and "StreamingRuntime" in out  # the legend says which column is which
-    rows = [line.split() for line in out.splitlines() if line.startswith("tcn.")]
+    header = next(line.split() for line in out.splitlines() if line.startswith("artefact"))
+    assert header == ["artefact", "runtime", "64", "256"]
+    rows = table_rows(out, "tcn.")
     labels = [" ".join(row[1:-2]) for row in rows]
     assert labels == ["torchscript", "pytorch stream", "onnx", "pytorch stream"]
-    assert all(positive(float(value)) for row in rows for value in row[-2:])
+    assert all(math.isfinite(float(value)) for row in rows for value in row[-2:])
 
 
 def test_json_reports_speed_and_rtf_per_block_size(artefacts, capsys):
@@ -53,12 +56,77 @@ def test_json_reports_speed_and_rtf_per_block_size(artefacts, capsys):
     assert [r["format"] for r in reports] == ["torchscript", "onnx"]
     for report in reports:
         assert report["family"] == "tcn" and report["block_sizes"] == [64, 256]
-        assert report["inference_threads"] == 1
+        assert report["inference_threads"] == 1 and report["sample_rate"] == 48_000
         for runtime in ("exported", "pytorch"):
             for n in ("64", "256"):
                 x, rtf = report["x_real_time"][runtime][n], report["rtf"][runtime][n]
-                assert positive(x) and positive(rtf)
-                assert rtf == pytest.approx(1 / x, rel=1e-2)
+                assert rtf == pytest.approx(1 / x, rel=1e-3)
+                # compute is the calling thread's CPU time, never more than the wall time it spans
+                assert x >= 0.99 * report["x_real_time_wall"][runtime][n]
+
+
+# --- what the figures mean: runtimes of known cost --------------------------------------------------------
+
+
+def burn_cpu(seconds: float) -> None:
+    """Spin for ``seconds`` of this thread's CPU time."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+def costing(fraction: float, sample_rate: int = 48_000):
+    """A ``process(block)`` that costs ``fraction`` of the block's duration: 1 / fraction x real time."""
+    def process(block):
+        burn_cpu(fraction * len(block) / sample_rate)
+        return block
+    return process
+
+
+class CostingRuntime:
+    """Stands in for StreamingRuntime: a quarter of real time, i.e. 4x real time."""
+
+    def __init__(self, net):
+        self.process = costing(0.25)
+
+    def reset(self):
+        pass
+
+
+@pytest.fixture
+def known_costs(tmp_path, monkeypatch):
+    """An artefact "running" at 2x real time next to PyTorch streaming at 4x."""
+    import nablafx.export.bench as export_bench
+
+    path = tmp_path / "known.pt"
+    path.write_bytes(b"")
+    metadata = {"sample_rate": 48_000, "family": "tcn", "net": {"class_path": "unused"}}
+    monkeypatch.setattr(export_bench, "_load", lambda p: ("torchscript", metadata, costing(0.5)))
+    monkeypatch.setattr(export_bench, "StreamingRuntime", CostingRuntime)
+    monkeypatch.setattr(export_bench, "from_config", lambda config: None)
+    return path
+
+
+KNOWN = {"exported": 2.0, "pytorch": 4.0}
+
+
+def test_figures_are_audio_seconds_per_cpu_second(known_costs, capsys):
+    args = ["bench", "--exported", str(known_costs), "--block-sizes", "64", "480", "--stream-seconds", "0.05",
+            "--repeats", "2"]
+    assert main([*args, "--json"]) == 0
+    (report,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    for runtime, expected in KNOWN.items():
+        for n in ("64", "480"):
+            x = report["x_real_time"][runtime][n]
+            # the spin costs exactly 1/expected of the audio; the loop around it only adds a little
+            assert 0.85 * expected <= x <= 1.001 * expected, (runtime, n, x)
+            assert report["rtf"][runtime][n] == pytest.approx(1 / x, rel=1e-3)
+            assert report["x_real_time_wall"][runtime][n] <= 1.001 * x
+    assert main(args) == 0
+    rows = table_rows(capsys.readouterr().out, "known.pt")
+    assert [" ".join(row[1:-2]) for row in rows] == ["torchscript", "pytorch stream"]
+    for row, expected in zip(rows, KNOWN.values()):
+        assert all(0.85 * expected - 0.05 <= float(value) <= expected + 0.05 for value in row[-2:]), row
 
 
 def test_missing_or_unsupported_artefacts_are_named_with_the_fix(tmp_path, artefacts, capsys):

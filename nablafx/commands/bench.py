@@ -20,6 +20,12 @@ of them, or a checkpoint) it reports:
 ``--quick`` reports only params / receptive field / MACs and is fast over every config.
 Timings are the best of ``--repeats`` runs; on a shared machine they are noisy.
 
+``--stream-memory`` streams one model (``--hours``, default 1, or ``--minutes`` of audio) in
+``--block-size`` (64) sample blocks through :class:`nablafx.export.StreamingRuntime`, one thread,
+and samples the process's resident memory (``/proc/self/statm``; peak RSS from
+``resource.getrusage`` where there is no ``/proc``) every ``--every-minutes`` of audio: a table
+of audio time vs RSS and its growth, which must stay flat for a plugin that runs for hours.
+
 ``--exported PATH [PATH ...]`` times exported artefacts instead (``.pt`` TorchScript, ``.onnx``,
 ``.nm`` Neutone; see :mod:`nablafx.export.bench`): per host block size (default 32 .. 2048), one
 thread, the artefact run by its Python consumer next to PyTorch streaming of the same
@@ -30,7 +36,9 @@ the cost), in times real time (audio seconds per CPU second; RTF = 1 / that).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -59,8 +67,14 @@ PyTorch streaming of the same architecture (rebuilt from the config recorded in 
 artefact) through nablafx.export.StreamingRuntime; figures are x real time (audio seconds
 per CPU second, higher is faster; RTF = 1 / x). --quick then times 0.25 s per block size.
 
+With --stream-memory, one model streams --hours (or --minutes) of noise in --block-size blocks
+through nablafx.export.StreamingRuntime, one thread; resident memory (RSS) is sampled every
+--every-minutes of audio and printed against audio time with its growth; --quick streams 1
+minute, sampled every 10 s.
+
 examples:
   nablafx bench cfg/model/tcn/tcn-45-s-16.yaml
+  nablafx bench --stream-memory cfg/model/rnn/lstm-32.yaml --hours 1 --every-minutes 5
   nablafx bench --quick cfg/model            # params / receptive field / MACs of every config
   nablafx bench --json --batch 4 --seconds 1 logs/proj/run/checkpoints/last.ckpt
   nablafx bench --exported model.pt model.onnx --block-sizes 64 512
@@ -87,6 +101,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "32 .. 2048)")
     parser.add_argument("--repeats", type=int, default=2, help="timing runs, best kept (default 2)")
     parser.add_argument("--sample-rate", type=int, default=SAMPLE_RATE, help="for the RTFs (default 48000)")
+    memory = parser.add_argument_group("memory while streaming (--stream-memory)")
+    memory.add_argument("--stream-memory", action="store_true",
+                        help="stream hours of audio block by block and print resident memory against audio time")
+    memory.add_argument("--hours", type=float, default=1.0, help="audio to stream (default 1)")
+    memory.add_argument("--minutes", type=float, default=None, help="audio to stream, instead of --hours")
+    memory.add_argument("--every-minutes", type=float, default=None,
+                        help="sample memory every this many minutes of audio (default: 12 samples per run)")
+    memory.add_argument("--block-size", type=int, default=64, help="host block size in samples (default 64)")
 
 
 # --- loading ------------------------------------------------------------------------------------------
@@ -257,6 +279,135 @@ def full_report(model: nn.Module, options: dict, args) -> dict:
     return report
 
 
+# --- memory while streaming -------------------------------------------------------------------------------
+
+MIB = 1 << 20
+
+
+def resident_bytes() -> int:
+    """Resident set size of this process now (``/proc/self/statm``), or its peak where there is no /proc."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on Linux
+
+
+def stream_memory(model: nn.Module, seconds: float, every_seconds: float, block_size: int,
+                  sample_rate: int = SAMPLE_RATE, on_sample=None) -> dict:
+    """Stream ``seconds`` of noise through ``StreamingRuntime(model)`` in ``block_size`` blocks.
+
+    Memory is sampled after the first block and then every ``every_seconds`` of audio (and at
+    the end): ``{"audio_seconds", "blocks", "wall_seconds", "rss_bytes", "py_objects"}`` per
+    sample (``wall_seconds``: streaming time so far, without the time spent sampling), each also
+    handed to ``on_sample`` as it is taken (progress of a long run). The input cycles through one second of noise, so the loop itself allocates nothing
+    that lives longer than a block.
+    """
+    from nablafx.export.runtime import StreamingRuntime
+
+    if block_size < 1:
+        raise ConfigError(f"--block-size must be >= 1, got {block_size}")
+    if seconds <= 0 or every_seconds <= 0:
+        raise ConfigError(f"--hours/--minutes and --every-minutes must be > 0, got {seconds} s every {every_seconds} s")
+    total_blocks = max(1, round(seconds * sample_rate / block_size))
+    every_blocks = max(1, round(every_seconds * sample_rate / block_size))
+    period = max(1, sample_rate // block_size) * block_size  # ~1 s of distinct input, whole blocks
+    noise = 0.3 * torch.randn(period + block_size, generator=torch.Generator().manual_seed(0))
+    runtime = StreamingRuntime(model)
+    samples = []
+    sampling = 0.0  # wall time spent sampling, left out of the streaming time
+
+    def sample(blocks: int, start: float) -> None:
+        nonlocal sampling
+        begin = time.perf_counter()
+        gc.collect()  # count what is still referenced, not garbage awaiting collection
+        samples.append({"audio_seconds": blocks * block_size / sample_rate, "blocks": blocks,
+                        "wall_seconds": begin - start - sampling, "rss_bytes": resident_bytes(),
+                        "py_objects": len(gc.get_objects()) + gc.get_freeze_count()})
+        if on_sample is not None:
+            on_sample(samples[-1])
+        gc.freeze()  # what exists now is counted, no longer scanned: later collections see new objects only
+        sampling += time.perf_counter() - begin
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a plugin's audio thread
+    try:
+        start = time.perf_counter()
+        offset = 0
+        for block in range(1, total_blocks + 1):
+            runtime.process(noise[offset : offset + block_size])
+            offset = (offset + block_size) % period
+            if block == 1 or block % every_blocks == 0 or block == total_blocks:
+                sample(block, start)
+    finally:
+        torch.set_num_threads(threads)
+        gc.unfreeze()
+    first, last = samples[0], samples[-1]
+    warm = samples[1] if len(samples) > 2 else first  # after the first interval: caches and pools are warm
+    hours = max(last["audio_seconds"] - warm["audio_seconds"], 1e-9) / 3600
+    return {
+        "block_size": block_size, "sample_rate": sample_rate, "samples": samples,
+        "growth_mib": (last["rss_bytes"] - first["rss_bytes"]) / MIB,
+        "growth_after_first_interval_mib": (last["rss_bytes"] - warm["rss_bytes"]) / MIB,
+        "growth_mib_per_hour": (last["rss_bytes"] - warm["rss_bytes"]) / MIB / hours,
+        "py_objects_growth": last["py_objects"] - warm["py_objects"],
+    }
+
+
+def clock(seconds: float) -> str:
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes // 60)}:{int(minutes % 60):02d}:{rest:04.1f}"
+
+
+def memory_header(name: str, block_size: int, sample_rate: int) -> str:
+    return (
+        f"{name}: {block_size}-sample blocks at {sample_rate} Hz through StreamingRuntime, 1 thread\n"
+        f"{'audio time':>12} {'blocks':>10} {'wall s':>9} {'x real time':>11} {'RSS MiB':>9} {'growth MiB':>10} "
+        f"{'py objects':>10}"
+    )
+
+
+def memory_row(row: dict, first: dict) -> str:
+    speed = row["audio_seconds"] / row["wall_seconds"] if row["wall_seconds"] > 0 else float("nan")
+    return (
+        f"{clock(row['audio_seconds']):>12} {row['blocks']:>10} {row['wall_seconds']:>9.1f} {speed:>11.1f} "
+        f"{row['rss_bytes'] / MIB:>9.1f} {(row['rss_bytes'] - first['rss_bytes']) / MIB:>+10.1f} {row['py_objects']:>10}"
+    )
+
+
+def memory_summary(result: dict) -> str:
+    return (
+        f"growth: {result['growth_mib']:+.1f} MiB over {clock(result['samples'][-1]['audio_seconds'])} of audio; "
+        f"{result['growth_after_first_interval_mib']:+.1f} MiB after the first interval "
+        f"({result['growth_mib_per_hour']:+.2f} MiB per hour of audio, "
+        f"{result['py_objects_growth']:+d} Python objects)"
+    )
+
+
+def run_stream_memory(args: argparse.Namespace, paths: list[Path]) -> int:
+    seconds = 60.0 if args.quick else (60 * args.minutes if args.minutes is not None else 3600 * args.hours)
+    every = 10.0 if args.quick else (60 * args.every_minutes if args.every_minutes is not None else seconds / 12)
+    for path in paths:
+        torch.manual_seed(0)
+        model, _ = load_model(path)
+        rows = []
+
+        def print_row(row: dict) -> None:  # the table grows while a long run goes on
+            rows.append(row)
+            print(memory_row(row, rows[0]), flush=True)
+
+        if not args.json:
+            print(memory_header(str(path), args.block_size, args.sample_rate), flush=True)
+        result = stream_memory(model, seconds, every, args.block_size, args.sample_rate,
+                               on_sample=None if args.json else print_row)
+        print(json.dumps({"model": str(path), **result}) if args.json else memory_summary(result))
+        sys.stdout.flush()
+    return 0
+
+
 # --- output ---------------------------------------------------------------------------------------------
 
 
@@ -344,6 +495,8 @@ def run(args: argparse.Namespace) -> int:
     if not paths:
         print("bench: no model configs found", file=sys.stderr)
         return 2
+    if args.stream_memory:
+        return run_stream_memory(args, paths)
     if args.quick and not args.json:
         print(f"{'model':<28} {'params':>9} {'rf':>8} {'MACs/sample':>12}")
     status = 0
