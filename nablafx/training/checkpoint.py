@@ -28,11 +28,16 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        # weights_only refused an object it would have had to build by running code.
-        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        found = [line.strip() for line in str(error).splitlines() if "GLOBAL" in line or "global" in line]
+        if found:
+            # weights_only refused an object it would have had to build by running code.
+            raise CheckpointError(
+                f"{path}: refused to load: it holds objects other than tensors and plain data "
+                f"({found[0]}); only load checkpoints written by `nablafx fit`, from sources you trust"
+            ) from None
         raise CheckpointError(
-            f"{path}: refused to load: it holds objects other than tensors and plain data "
-            f"({reason}); only load checkpoints written by `nablafx fit`, from sources you trust"
+            f"{path} is not a readable PyTorch checkpoint (corrupt pickle data); it may be truncated: "
+            f"use last.ckpt or best-*.ckpt of the run"
         ) from None
     except Exception as error:  # torch raises several types for truncated or foreign files
         raise CheckpointError(
