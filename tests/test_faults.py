@@ -18,12 +18,13 @@ from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from nablafx.cli import main
-from nablafx.data.datamodule import EffectDataModule
 from nablafx.errors import CheckpointError
 from nablafx.models import TCN, GrayBoxChain
 from nablafx.training import EffectModule, load_checkpoint
 from nablafx.training.checkpoint_io import AtomicCheckpointIO
 from nablafx.training.module import TrainingDiverged
+
+from conftest import tanh_pairs_datamodule, write_tanh_pairs
 
 SR = 48000
 
@@ -31,21 +32,10 @@ SR = 48000
 @pytest.fixture(scope="module")
 def pairs_root(tmp_path_factory):
     """Two 4 s noise recordings through tanh(3x)."""
-    root = tmp_path_factory.mktemp("pairs")
-    rng = np.random.default_rng(0)
-    for name in ("a", "b"):
-        x = (0.3 * rng.standard_normal(4 * SR)).astype(np.float32)
-        sf.write(root / f"{name}.input.wav", x, SR, subtype="FLOAT")
-        sf.write(root / f"{name}.target.wav", np.tanh(3 * x), SR, subtype="FLOAT")
-    return root
+    return write_tanh_pairs(tmp_path_factory.mktemp("pairs"), 4)
 
 
-def datamodule(root, **kwargs):
-    return EffectDataModule(
-        root=str(root),
-        pairs={"train": [["a.input.wav", "a.target.wav"]], "test": [["b.input.wav", "b.target.wav"]]},
-        segment_seconds=0.25, test_segment_seconds=0.5, batch_size=4, **kwargs,
-    )
+datamodule = tanh_pairs_datamodule
 
 
 def trainer(tmp_path, **kwargs):

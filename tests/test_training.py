@@ -17,30 +17,18 @@ from nablafx.training import EffectModule, MediaLogger, load_checkpoint
 from nablafx.training.metrics import esr
 from nablafx.training.module import parameter_groups
 
+from conftest import tanh_pairs_datamodule, write_tanh_pairs
+
 SR = 48000
 
 
 @pytest.fixture(scope="module")
 def pairs_root(tmp_path_factory):
-    """Two 3 s noise recordings through tanh(3x): a learnable, memoryless 'device'."""
-    root = tmp_path_factory.mktemp("pairs")
-    rng = np.random.default_rng(0)
-    for name in ("a", "b"):
-        x = (0.3 * rng.standard_normal(3 * SR)).astype(np.float32)
-        sf.write(root / f"{name}.input.wav", x, SR, subtype="FLOAT")
-        sf.write(root / f"{name}.target.wav", np.tanh(3 * x), SR, subtype="FLOAT")
-    return root
+    """Two 3 s noise recordings through tanh(3x)."""
+    return write_tanh_pairs(tmp_path_factory.mktemp("pairs"), 3)
 
 
-def datamodule(root, **kwargs):
-    return EffectDataModule(
-        root=str(root),
-        pairs={"train": [["a.input.wav", "a.target.wav"]], "test": [["b.input.wav", "b.target.wav"]]},
-        segment_seconds=0.25,
-        test_segment_seconds=0.5,
-        batch_size=4,
-        **kwargs,
-    )
+datamodule = tanh_pairs_datamodule
 
 
 def trainer(tmp_path, **kwargs):
