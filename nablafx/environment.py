@@ -20,7 +20,7 @@ CORE = (
     ("torch", "torch"), ("torchaudio", "torchaudio"), ("lightning", "lightning"),
     ("jsonargparse", "jsonargparse"), ("auraloss", "auraloss"), ("wandb", "wandb"),
     ("soundfile", "soundfile"), ("numpy", "numpy"), ("scipy", "scipy"), ("matplotlib", "matplotlib"),
-    ("PyYAML", "yaml"), ("numba", "numba"), ("pyloudnorm", "pyloudnorm"),
+    ("PyYAML", "yaml"), ("numba", "numba"), ("pyloudnorm", "pyloudnorm"), ("optuna", "optuna"),
 )
 CONSTRAINTS = Path(__file__).resolve().parents[1] / "constraints.txt"
 FIX = 'reinstall the tested set: pip install -c constraints.txt -e ".[dev]" (from the repository root)'
