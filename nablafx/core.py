@@ -113,6 +113,15 @@ class StreamModule(Configurable, nn.Module):
     def forward(self, x: Tensor, knobs: Tensor | None = None, state: State = None):
         raise NotImplementedError
 
+    def forward_from(self, x: Tensor, knobs: Tensor | None, start: int) -> Tensor:
+        """Output samples ``start:`` of ``self(x, knobs)`` (a call from silence).
+
+        Training scores only the samples after each window's context; a model with a bounded
+        receptive field may override this to skip computing the unscored ones.
+        """
+        y, _ = self(x, knobs)
+        return y[..., start:]
+
     def check_input(self, x: Tensor, knobs: Tensor | None) -> None:
         """Raise a clear error when audio or knobs do not fit this model."""
         if x.dim() != 3:

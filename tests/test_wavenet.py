@@ -50,6 +50,29 @@ def test_block_streaming_equals_one_call(num_knobs):
             torch.testing.assert_close(streamed, y[..., :300], atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("num_knobs", [0, 2])
+def test_training_form_equals_the_tail_of_a_call_from_silence(num_knobs):
+    # forward_from computes only the outputs that have their whole history (the valid form of
+    # every layer); they, and their gradients, must be those of the full call.
+    torch.manual_seed(0)
+    net = WaveNet(num_knobs=num_knobs, preset="lite", head_scale=1.0).double()
+    x = torch.randn(2, 1, 6000, dtype=torch.double) * 0.5
+    knobs = torch.rand(2, num_knobs, dtype=torch.double) if num_knobs else None
+    full, _ = net(x, knobs)
+    for start in (net.receptive_field - 1, 5000, 10):  # 10: shorter than the history, falls back
+        torch.testing.assert_close(net.forward_from(x, knobs, start), full[..., start:], atol=1e-12, rtol=0)
+    start = net.receptive_field + 100
+    grads = []
+    for output in (net.forward_from(x, knobs, start), net(x, knobs)[0][..., start:]):
+        net.zero_grad()
+        output.pow(2).sum().backward()
+        # (the last layer's residual 1x1 feeds nothing, so it has no gradient in either)
+        grads.append([p.grad.clone() for p in net.parameters() if p.grad is not None])
+    assert len(grads[0]) == len(grads[1]) > 0
+    for valid, reference in zip(*grads):
+        torch.testing.assert_close(valid, reference, atol=1e-10, rtol=1e-9)
+
+
 def test_causal_output_ignores_the_future():
     torch.manual_seed(0)
     net = WaveNet(preset="nano", head_scale=1.0).eval()

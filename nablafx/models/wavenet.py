@@ -142,19 +142,22 @@ class WaveNetLayer(nn.Module):
         mixer = self.mix.weight[:, taps:].unsqueeze(-1)
         return [conv, self.mix.bias, mixer, self.layer1x1.weight.unsqueeze(-1), self.layer1x1.bias]
 
-    def forward(self, x: Tensor, condition: Tensor, state: Tensor, need_residual: bool = True
+    def forward(self, x: Tensor, condition: Tensor, state: Tensor | None, need_residual: bool = True
                 ) -> tuple[Tensor | None, Tensor, Tensor]:
         """Time-major: ``x`` ``(batch, time, C)``, ``condition`` ``(batch, time, c)``, ``state``
-        ``(batch, context, C)``; returns ``(residual output or None, post-activation, new state)``."""
-        history = torch.cat([state, x], dim=1)
-        length = x.shape[1]
+        ``(batch, context, C)``; returns ``(residual output or None, post-activation, new state)``.
+
+        ``state=None`` is the *valid* form: ``x`` is its own history and the outputs are the
+        ``time - context`` samples that have it all (aligned with the end of ``x``)."""
+        history = x if state is None else torch.cat([state, x], dim=1)
+        length = history.shape[1] - self.context
         taps = [history[:, j * self.dilation : j * self.dilation + length] for j in range(self.kernel_size)]
-        z = self.mix(torch.cat(taps + [condition], dim=-1))
+        z = self.mix(torch.cat(taps + [condition[:, condition.shape[1] - length :]], dim=-1))
         if self.gated:
             post = self.activation(z[..., : self.channels]) * torch.sigmoid(z[..., self.channels :])
         else:
             post = self.activation(z)
-        out = x + self.layer1x1(post) if need_residual else None
+        out = history[:, self.context :] + self.layer1x1(post) if need_residual else None
         return out, post, history[:, history.shape[1] - self.context :]
 
 
@@ -181,7 +184,8 @@ class LayerArray(nn.Module):
         last = len(self.layers) - 1
         for n, (layer, state) in enumerate(zip(self.layers, states)):
             x, post, state = layer(x, condition, state, need_residual=not (last_array and n == last))
-            head = post if head is None else head + post
+            # valid form (no states): every layer shortens the signal by its context
+            head = post if head is None else head[:, head.shape[1] - post.shape[1] :] + post
             new_states.append(state)
         return self.head_rechannel(head), x, new_states
 
@@ -264,17 +268,28 @@ class WaveNet(StreamModule):
         self.check_input(x, knobs)
         if x.shape[1] != 1:
             raise ConfigError(f"WaveNet is a mono model; got {x.shape[1]} audio channels")
-        if state is not None:
-            check_state_entries(self, state, self.num_layers, "tensors (one per layer)")
+        if state is None:
+            state = [x.new_zeros(x.shape[0], layer.context, array.layers[0].channels)
+                     for array in self.arrays for layer in array.layers]
+        check_state_entries(self, state, self.num_layers, "tensors (one per layer)")
+        return self._run(x, knobs, state)
+
+    def forward_from(self, x: Tensor, knobs: Tensor | None, start: int) -> Tensor:
+        """Outputs ``start:`` of a call from silence; from ``start >= receptive_field - 1`` on they
+        need no zero history, so only those are computed (the valid form of every layer)."""
+        self.check_input(x, knobs)
+        skip = start - (self.receptive_field - 1)
+        if skip < 0:
+            return super().forward_from(x, knobs, start)
+        return self._run(x[..., skip:], knobs, [None] * self.num_layers)[0]
+
+    def _run(self, x: Tensor, knobs: Tensor | None, state: list) -> tuple[Tensor, State]:
         # Time-major inside: every 1x1 convolution is one matrix product, and the dilated conv
         # and input mixer of a layer one product over gathered taps (see the module docstring).
         audio = x.transpose(1, 2)  # (batch, time, 1)
         condition = audio
         if self.num_knobs:
             condition = torch.cat([audio, knobs.to(x).unsqueeze(1).expand(-1, x.shape[-1], -1)], dim=-1)
-        if state is None:
-            state = [x.new_zeros(x.shape[0], layer.context, array.layers[0].channels)
-                     for array in self.arrays for layer in array.layers]
         head, y, new_states, start = None, audio, [], 0
         last = len(self.arrays) - 1
         for i, array in enumerate(self.arrays):

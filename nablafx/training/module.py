@@ -227,8 +227,8 @@ class EffectModule(LightningModule):
         x, y, knobs = batch
         knobs = self._knobs(knobs)
         if self.hparams.tbptt_chunk is None:
-            y_hat, _ = self.net(x, knobs)
-            loss, terms = self.loss(*self._scored(y_hat, y))
+            y_hat = self.net.forward_from(x, knobs, self.context)
+            loss, terms = self.loss(y_hat, *self._scored(y))
             if not torch.isfinite(loss) and self._nonfinite("loss", loss):
                 return None  # Lightning skips the optimiser step
         else:
@@ -303,8 +303,8 @@ class EffectModule(LightningModule):
 
     def _evaluate(self, batch, prefix: str) -> dict[str, Tensor]:
         x, y, knobs = batch
-        y_hat, _ = self.net(x, self._knobs(knobs))
-        x, y, y_hat = self._scored(x, y, y_hat)
+        y_hat = self.net.forward_from(x, self._knobs(knobs), self.context)
+        x, y = self._scored(x, y)
         loss, terms = self.loss(y_hat, y)
         values = {
             "loss": loss,
@@ -316,7 +316,9 @@ class EffectModule(LightningModule):
         if self.loss.pre_emphasis is not None:  # the filtered terms differ from the plain metrics
             values.update({f"loss_{name}": value for name, value in terms.items()})
         for name, value in values.items():
-            self.log(f"{prefix}/{name}", value, prog_bar=name in ("loss", "esr"), batch_size=x.shape[0])
+            # sync_dist: under DDP the epoch value is the mean over every rank's examples
+            self.log(f"{prefix}/{name}", value, prog_bar=name in ("loss", "esr"), batch_size=x.shape[0],
+                     sync_dist=True)
         return {"x": x, "y": y, "y_hat": y_hat.detach(), **values}
 
     def validation_step(self, batch, batch_idx):
@@ -339,13 +341,15 @@ class EffectModule(LightningModule):
         self.per_setting.reset()
 
     def on_test_epoch_end(self) -> None:
+        self.per_setting.sync()  # DDP: every rank holds every rank's examples
         rows = self.per_setting.rows()
         self.log("test/lufs_diff", self.per_setting.overall()["lufs_diff"])
         self.test_table = rows
         if len(rows) > 1:  # parametric data: one row per knob setting
             for row in rows:
                 self.log(f"test/setting/{row['setting']}/esr", row["esr"])
-        print(per_setting_table(rows))
+        if self.global_rank == 0:
+            print(per_setting_table(rows))
 
     def predict_step(self, batch, batch_idx):
         x, _, knobs = batch
@@ -368,7 +372,7 @@ class EffectModule(LightningModule):
             self.val_esr = float(metrics_now["val/esr"])
         if self._plateau is not None and "val/loss" in metrics_now:
             self._plateau.step(float(metrics_now["val/loss"]))
-            self.log("lr", self._plateau.optimizer.param_groups[0]["lr"])
+            self.log("lr", self._plateau.optimizer.param_groups[0]["lr"], sync_dist=True)
 
     # --- checkpoint -----------------------------------------------------------------------
 
