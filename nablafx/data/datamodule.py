@@ -8,6 +8,11 @@ Two sources feed the same :class:`~nablafx.data.dataset.SegmentDataset`:
 Validation comes from the last ``val_fraction`` of every trainval file by time (or from
 explicit validation files: the ``val`` recordings of the external-sources layout, or
 ``pairs.val``), so train and validation never share neighbouring pieces of audio.
+
+Distributed (DDP): the loaders shard by rank themselves. ``batch_size`` is per process
+(``N`` processes step on ``N * batch_size`` windows), ``windows_per_epoch`` counts the
+windows of all ranks together, and validation and test segments are split between the
+ranks with each segment scored exactly once (see :mod:`nablafx.data.dataset`).
 """
 
 from __future__ import annotations
@@ -17,9 +22,9 @@ from typing import Any
 
 from lightning import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from nablafx.data.dataset import RandomWindowSampler, SegmentDataset
+from nablafx.data.dataset import RandomWindowSampler, SegmentDataset, ShardSampler
 from nablafx.data.errors import DataError
 from nablafx.data.tonetwist import Pair, find_pairs
 from nablafx.errors import ConfigError
@@ -50,15 +55,15 @@ class EffectDataModule(LightningDataModule):
         test_segment_seconds: Length of test segments in seconds.
         val_fraction: Fraction of each trainval file, at its end, used for validation
             (ignored when validation files are given). 0 disables validation.
-        batch_size: Segments per training and validation batch.
-        test_batch_size: Segments per test and prediction batch.
+        batch_size: Segments per training and validation batch, per process under DDP.
+        test_batch_size: Segments per test and prediction batch, per process under DDP.
         num_workers: DataLoader worker processes (0 loads in the main process; audio is
             preloaded in memory, so workers rarely help).
         skip_silent: Drop segments whose input is silent; they teach nothing.
         random_windows: Draw training windows at random positions, new ones every epoch
             (reproducible from ``seed``); False cuts consecutive segments once.
-        windows_per_epoch: Training windows per epoch with ``random_windows``; None: as many
-            as the training regions hold whole segments.
+        windows_per_epoch: Training windows per epoch with ``random_windows``, all processes
+            together under DDP; None: as many as the training regions hold whole segments.
         seed: Seed of the random window positions.
         synth: Arguments of ``nablafx.data.synth.render.render_dataset`` (e.g.
             ``{device: overdrive, seconds: 60}``): renders the built-in synthetic
@@ -169,27 +174,68 @@ class EffectDataModule(LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         if self.train_dataset is None:
             self.setup("fit")
+        replicas, rank = self._replicas()
         if not self.random_windows:
-            # Dropping a ragged last batch keeps batch statistics even, unless it is the only batch.
-            drop_last = len(self.train_dataset) >= self.batch_size
-            return self._loader(self.train_dataset, self.batch_size, shuffle=True, drop_last=drop_last)
-        windows = self.windows_per_epoch or max(len(self.train_dataset), self.batch_size)
-        sampler = RandomWindowSampler(self.train_dataset, windows, self.seed)
-        return self._loader(self.train_dataset, self.batch_size, sampler=sampler, drop_last=windows >= self.batch_size)
+            if replicas == 1:
+                # Dropping a ragged last batch keeps batch statistics even, unless it is the only batch.
+                drop_last = len(self.train_dataset) >= self.batch_size
+                return self._loader(self.train_dataset, self.batch_size, shuffle=True, drop_last=drop_last)
+            # drop_last: the ragged end of the shuffled epoch is left out, not padded with repeats
+            sampler = DistributedSampler(self.train_dataset, replicas, rank, shuffle=True, seed=self.seed,
+                                         drop_last=True)
+            self._check_share(len(sampler), "training")
+        else:
+            windows = self.windows_per_epoch or max(len(self.train_dataset), self.batch_size * replicas)
+            sampler = RandomWindowSampler(self.train_dataset, windows, self.seed, replicas, rank)
+        return self._loader(self.train_dataset, self.batch_size, sampler=sampler,
+                            drop_last=len(sampler) >= self.batch_size)
 
     def val_dataloader(self) -> DataLoader | list:
         if self.train_dataset is None:
             self.setup("validate")
         # No validation set (val_fraction=0): an empty list tells Lightning to skip validation.
-        return [] if self.val_dataset is None else self._loader(self.val_dataset, self.batch_size)
+        if self.val_dataset is None:
+            return []
+        return self._loader(self.val_dataset, self.batch_size, sampler=self._shard(self.val_dataset, "validation"))
 
     def test_dataloader(self) -> DataLoader:
         if self.test_dataset is None:
             self.setup("test")
-        return self._loader(self.test_dataset, self.test_batch_size)
+        return self._loader(self.test_dataset, self.test_batch_size, sampler=self._shard(self.test_dataset, "test"))
 
     def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()
+        # Unsharded: Lightning splits prediction loaders between the ranks itself (without repeats).
+        if self.test_dataset is None:
+            self.setup("predict")
+        return self._loader(self.test_dataset, self.test_batch_size)
+
+    # -- distributed ----------------------------------------------------------------------
+
+    def _replicas(self) -> tuple[int, int]:
+        """``(processes, this process's rank)`` of the trainer's distributed run, else ``(1, 0)``."""
+        trainer = self.trainer
+        kwargs = trainer.distributed_sampler_kwargs if trainer is not None else None
+        if not kwargs:
+            return 1, 0
+        return int(kwargs["num_replicas"]), int(kwargs["rank"])
+
+    def _shard(self, dataset: SegmentDataset, split: str) -> ShardSampler | None:
+        """This rank's block of the consecutive ``split`` segments; None in one process."""
+        replicas, rank = self._replicas()
+        if replicas == 1:
+            return None
+        sampler = ShardSampler(dataset, replicas, rank)
+        self._check_share(len(sampler), split)
+        return sampler
+
+    def _check_share(self, share: int, split: str) -> None:
+        # A rank without batches would skip the collective calls the others wait in.
+        if share == 0:
+            replicas, rank = self._replicas()
+            raise ConfigError(
+                f"rank {rank} of {replicas} processes gets no {split} segments; every process needs at "
+                f"least one: use more or shorter segments, or fewer processes"
+            )
 
     # -- building -------------------------------------------------------------------------
 
@@ -301,7 +347,7 @@ class EffectDataModule(LightningDataModule):
 
     def _loader(
         self, dataset: SegmentDataset, batch_size: int, shuffle: bool = False, drop_last: bool = False,
-        sampler: RandomWindowSampler | None = None,
+        sampler: Sampler | None = None,
     ) -> DataLoader:
         return DataLoader(
             dataset,

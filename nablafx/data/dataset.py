@@ -14,10 +14,15 @@ and is zero before the start of the file, where the device too started from rest
 Windows are either the consecutive segments of each region (validation, test: every
 sample scored once) or drawn at random positions by :class:`RandomWindowSampler`
 (training: fresh windows every epoch, reproducible from a seed).
+
+Under DDP both samplers shard by rank themselves: each rank gets its own windows, and no
+window goes to two ranks (:class:`RandomWindowSampler` for training, :class:`ShardSampler`
+for the consecutive segments of validation and test).
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from os import PathLike
 from pathlib import Path
@@ -25,7 +30,7 @@ from typing import Iterator, Sequence, Union
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, DistributedSampler
 
 from nablafx.data.audio import audio_sample_rate, load_audio
 from nablafx.data.errors import DataError
@@ -144,7 +149,7 @@ class SegmentDataset(Dataset):
         return bool(segment.abs().max() < SILENT_SEGMENT_THRESHOLD)
 
 
-class RandomWindowSampler(Sampler):
+class RandomWindowSampler(DistributedSampler):
     """Training windows at random positions, new ones every epoch, reproducible from a seed.
 
     Each of the ``num_windows`` windows picks a recording with probability proportional
@@ -152,15 +157,27 @@ class RandomWindowSampler(Sampler):
     segments are redrawn when the dataset skips them). Lightning calls :meth:`set_epoch`
     before each epoch; the positions depend only on ``(seed, epoch)``, so a resumed run
     draws what an uninterrupted one would have.
+
+    Distributed (``num_replicas`` processes, this one ``rank``): every rank draws the same
+    epoch of windows and keeps ``windows[rank::num_replicas]``, so no window goes to two
+    ranks and together they see what one process with the same seed draws (the epoch is
+    rounded up to a multiple of ``num_replicas`` with further fresh draws, never repeats, so
+    every rank has as many batches). With a per-process batch of ``B``, optimiser step ``k``
+    of ``N`` ranks sees exactly the windows of step ``k`` of one process with batch ``N * B``.
+    It is a ``DistributedSampler`` so that Lightning uses it as it is, instead of wrapping it
+    in a sampler that would pad the epoch with repeated windows.
     """
 
-    def __init__(self, dataset: SegmentDataset, num_windows: int, seed: int = 0):
+    def __init__(
+        self, dataset: SegmentDataset, num_windows: int, seed: int = 0, num_replicas: int = 1, rank: int = 0
+    ):
         if num_windows < 1:
             raise ConfigError(f"windows per epoch must be >= 1, got {num_windows}")
-        self.dataset = dataset
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, seed=seed)
         self.num_windows = num_windows
-        self.seed = seed
-        self.epoch = 0
+        # every rank gets the same number of windows (DDP steps in lockstep)
+        self.num_samples = math.ceil(num_windows / num_replicas)
+        self.total_size = self.num_samples * num_replicas
         length = dataset.segment_length
         spans = np.array([max(last - first - length + 1, 0) for first, last in dataset.region_samples])
         if spans.sum() == 0:
@@ -168,21 +185,47 @@ class RandomWindowSampler(Sampler):
         self._spans = spans
         self._weights = spans / spans.sum()
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
     def __len__(self) -> int:
-        return self.num_windows
+        return self.num_samples
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
+        windows = self._draw(self.total_size)
+        return iter(windows[self.rank :: self.num_replicas])
+
+    def _draw(self, count: int) -> list[tuple[int, int]]:
+        """The epoch's first ``count`` windows (the same on every rank; a prefix of a longer draw)."""
         rng = np.random.default_rng([self.seed, self.epoch])
-        for _ in range(self.num_windows):
+        windows = []
+        for _ in range(count):
             for _attempt in range(100):
                 pair = int(rng.choice(len(self._spans), p=self._weights))
                 start = self.dataset.region_samples[pair][0] + int(rng.integers(self._spans[pair]))
                 if not (self.dataset.skip_silent and self.dataset.is_silent(pair, start)):
                     break
-            yield pair, start
+            windows.append((pair, start))
+        return windows
+
+
+class ShardSampler(DistributedSampler):
+    """This rank's share of the consecutive segments: a contiguous block, every segment once.
+
+    Rank ``r`` of ``n`` gets indices ``[r * N // n, (r + 1) * N // n)`` of the ``N``
+    segments: no padding with repeated segments (Lightning's default sampler repeats a few to
+    even out the ranks, which would count them twice in validation and test metrics), shares
+    differ by at most one segment, and read in rank order they are the segments in order.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+        total = len(dataset)
+        self.indices = range(rank * total // num_replicas, (rank + 1) * total // num_replicas)
+        self.num_samples = len(self.indices)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
 
 
 def _as_source(pair: PairSource) -> tuple[Path, Path, tuple[float, ...]]:

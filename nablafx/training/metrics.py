@@ -206,7 +206,7 @@ class PerSettingMetrics:
     are ``(batch,)`` tensors (any shape with ``batch`` elements, any device) or
     sequences of numbers. Rows come in the order the settings were first seen. NaN
     values stay in the mean (a broken prediction shows as NaN). State is per process:
-    under DDP each rank holds only its own examples.
+    under DDP each rank holds only its own examples until :meth:`sync` merges them.
     """
 
     def __init__(self) -> None:
@@ -236,6 +236,34 @@ class PerSettingMetrics:
             self._counts[key] = self._counts.get(key, 0) + 1
             for j, column in enumerate(columns):
                 sums[j] += column[i]
+
+    def sync(self) -> None:
+        """Merge the examples of every process of the ``torch.distributed`` group, so that each
+        rank holds all of them (a no-op in one process).
+
+        A collective call: every rank must make it. Ranks are merged in rank order, so when
+        they held consecutive blocks of one test set in order (as
+        :class:`~nablafx.data.dataset.ShardSampler` gives them) the settings keep the order
+        one process would have seen them in.
+        """
+        dist = torch.distributed
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        shares: list = [None] * dist.get_world_size()
+        dist.all_gather_object(shares, (self.names, self._counts, self._sums))
+        self.reset()
+        for names, counts, sums in shares:
+            if names is None:  # a rank that saw no examples
+                continue
+            if self.names is not None and set(names) != set(self.names):
+                raise ValueError(f"ranks accumulated different metrics: {list(self.names)} and {list(names)}")
+            order = [names.index(name) for name in (self.names or names)]
+            self.names = self.names or names
+            for key, count in counts.items():
+                merged = self._sums.setdefault(key, [0.0] * len(self.names))
+                self._counts[key] = self._counts.get(key, 0) + count
+                for j, k in enumerate(order):
+                    merged[j] += sums[key][k]
 
     def rows(self) -> list[dict]:
         """One ``{"setting", "examples", <metric>: mean, ...}`` dict per setting."""
