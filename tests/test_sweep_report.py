@@ -249,7 +249,8 @@ def test_html_sections_failures_and_unfinished_runs(sweep):
     assert f"runs/{sweep.id(*WRONG_SCHEMA)}/results.json: schema 99, this report reads schema 1" in failures
     assert sweep.id(*RUNNING) not in failures
     provenance = re.search(r'<section id="provenance">.*?</section>', html_text, re.S).group(0)
-    assert sweep.id(*RUNNING) in provenance and "1 failed, 14 finished, 1 running" in provenance
+    assert sweep.id(*RUNNING) in provenance and "1 failed, 12 finished, 2 finished, unreadable files, 1 running" in provenance
+    assert "12 runs in 8 configurations" in provenance
     for text in ("c977dd5", "node-a", "node-b", "optuna", "5.1.0", "2026-12-03T05:10:00Z", "2026-12-03T05:21:30Z",
                  "max_retries: 1"):
         assert text in provenance
@@ -269,8 +270,26 @@ def test_report_tolerates_missing_optional_fields_and_empty_sweeps(tmp_path):
     (folder / "runs" / "r1" / "results.json").write_text(json.dumps({"schema": 1, "id": "r1"}))
     (folder / "runs" / "r2").mkdir()
     (folder / "runs" / "r2" / "status.json").write_text("{not json")
+    odd = folder / "runs" / "r3"
+    (odd / "media").mkdir(parents=True)
+    (odd / "media" / "in.wav").write_bytes(b"not a wav file at all")
+    (odd / "results.json").write_text(json.dumps({  # every optional field of the wrong type
+        "schema": 1, "id": "r3", "family": "lstm", "objective": {"name": "test/esr", "value": 0.1},
+        "test": [1, 2], "axes": "oops", "params": "12", "speed": [{"block_size": 64}, "x"],
+        "curves": {"train/loss": [[1], "a"]}, "per_setting": "no", "packages": ["a"],
+        "media": {"input": "media/in.wav", "target": "../nope.wav"},
+    }))
+    (folder / "runs" / "r4").mkdir()
+    (folder / "runs" / "r4" / "results.json").write_text(
+        json.dumps({"schema": 1, "id": "r4", "family": "tcn", "objective": {"value": float("nan")}})
+    )
     path = write_report(folder)
     text = path.read_text()
+    players = re.search(r'<section id="players">.*?</section>', text, re.S).group(0)
+    assert 'data-run="r3"' in players and 'data-run="r4"' not in players  # a NaN objective is never "best"
+    assert "n/a: unreadable: in.wav" in players and "n/a: file missing: nope.wav" in players
+    assert "<audio" not in players
+    assert leaderboard_cells(text)["r4"]["objective"]["data-sort"] == ""
     assert "No run failed." not in text and "r2/status.json: not valid JSON" in text
     assert "no run recorded streaming speed" in text and "no run recorded training curves" in text
     cells = leaderboard_cells(text)

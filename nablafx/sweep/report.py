@@ -567,7 +567,7 @@ def speed_plot(board: list[LeaderboardRow], palette: Palette):
         ax.set_xlabel("block size (samples)")
         ax.set_ylabel("x real time")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize="xx-small", frameon=False)
+        ax.legend(fontsize="xx-small", frameon=False, loc="best")
     for index in range(len(families), nrows * ncols):
         axes[index // ncols][index % ncols].set_visible(False)
     return fig
@@ -925,8 +925,16 @@ def _times(sweep: Sweep, key: str) -> list[str]:
     return sorted(str(run.get(key)) for run in sweep.finished if run.get(key))
 
 
+def run_state(run: Run) -> str:
+    """The run's state for counting: a finished run whose results cannot be read is not
+    counted with those on the leaderboard."""
+    if run.problems and run.state != "failed":
+        return f"{run.state}, unreadable files"
+    return run.state
+
+
 def provenance_section(page: Page, sweep: Sweep) -> None:
-    states = Counter(run.state for run in sweep.runs)
+    states = Counter(run_state(run) for run in sweep.runs)
     finished = sweep.finished
     started, ended = _times(sweep, "started"), _times(sweep, "ended")
     page.add(kv_table([
@@ -934,6 +942,7 @@ def provenance_section(page: Page, sweep: Sweep) -> None:
         ("folder", str(sweep.folder.resolve())),
         ("objective", f"{next((r.get('objective', 'name') for r in finished if r.get('objective', 'name')), NA)} ({sweep.direction}d)"),
         ("runs", ", ".join(f"{n} {state}" for state, n in sorted(states.items())) or "none"),
+        ("on the leaderboard", f"{len(finished)} runs in {len(group_runs(finished))} configurations"),
         ("first run started", started[0] if started else NA),
         ("last run ended", ended[-1] if ended else NA),
         ("report written", _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")),
@@ -1018,7 +1027,8 @@ def failures_section(page: Page, sweep: Sweep) -> None:
         rel = run.folder.relative_to(sweep.folder).as_posix()
         page.add(f'<div class="failure" data-run="{esc(run.id)}"><h3>{esc(run.id)}</h3>')
         page.add(kv_table([
-            ("state", run.state), ("folder", rel), ("axes", ", ".join(f"{k}={v}" for k, v in run.axes.items()) or NA),
+            ("state", run.state), ("folder", rel),
+            *([("axes", ", ".join(f"{k}={v}" for k, v in run.axes.items()))] if run.axes else []),
             ("attempts", run.status.get("attempts")), ("return code", run.status.get("returncode")),
             ("error", run.status.get("error")), ("host", run.host), ("updated", run.status.get("updated")),
         ]))
