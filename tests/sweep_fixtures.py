@@ -1,9 +1,9 @@
 """A synthetic sweep folder, as ``nablafx sweep run`` leaves it, for the report tests.
 
 Grid: model {tcn-s, tcn-l, lstm-32, gb-peq} x cond {film, tfilm} x seed {0, 1} = 16 run
-folders under ``sweeps/demo/runs/<id>/``. Four families (tcn, lstm, graybox and the
-conditioning-free gray-box runs are still conditioned by the cond axis), two conditionings,
-a parametric test set (per-setting metrics over two knobs), short real wav files, and:
+folders under ``sweeps/demo/runs/<id>/``: three families (tcn, lstm, graybox), two
+conditionings, a parametric test set (per-setting metrics over two knobs, six settings),
+0.25 s real wav files (16 kHz float) for input/target/prediction, and:
 
 - ``lstm-32 / tfilm / seed 1`` failed (status.json error + a 60-line stdout.log);
 - ``gb-peq / tfilm / seed 1`` is still running (no results.json);

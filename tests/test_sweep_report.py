@@ -4,7 +4,6 @@ headless Chromium (no JavaScript error, its plots and players present, the table
 
 from __future__ import annotations
 
-import argparse
 import csv
 import itertools
 import json
@@ -46,18 +45,20 @@ def sweep(tmp_path_factory):
 class Dom(HTMLParser):
     """Every start tag with its attributes, and the text inside elements that have an id."""
 
+    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
     def __init__(self, text: str):
         super().__init__(convert_charrefs=True)
         self.tags: list[tuple[str, dict]] = []
         self.text_by_id: dict[str, str] = {}
-        self._open: list[str | None] = []
+        self._open: list[tuple[str, str | None]] = []
         self.feed(text)
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
         self.tags.append((tag, attrs))
-        if tag not in ("br", "img", "meta", "input", "source", "link", "hr", "path", "use", "rect", "circle", "line"):
-            self._open.append(attrs.get("id"))
+        if tag not in self.VOID:
+            self._open.append((tag, attrs.get("id")))
             if attrs.get("id"):
                 self.text_by_id.setdefault(attrs["id"], "")
 
@@ -65,11 +66,12 @@ class Dom(HTMLParser):
         self.tags.append((tag, dict(attrs)))
 
     def handle_endtag(self, tag):
-        if self._open:
-            self._open.pop()
+        names = [name for name, _ in self._open]
+        if tag in names:  # close up to the innermost open element of that name
+            del self._open[len(names) - 1 - names[::-1].index(tag):]
 
     def handle_data(self, data):
-        for element_id in self._open:
+        for _, element_id in self._open:
             if element_id:
                 self.text_by_id[element_id] += data
 
@@ -310,18 +312,20 @@ def test_report_tolerates_missing_optional_fields_and_empty_sweeps(tmp_path):
         write_report(empty, audio_seconds=0)
 
 
-def test_command_writes_report_and_csv_and_prints_the_path(sweep, tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    sweep_report.add_arguments(parser)
+def test_command_through_the_nablafx_parser_writes_report_and_csv_and_prints_the_path(sweep, tmp_path, capsys):
+    from nablafx.cli import build_parser
+
     assert sweep_report.NAME == "report"
     out = tmp_path / "elsewhere" / "page.html"
-    args = parser.parse_args([str(sweep.folder), "--out", str(out), "--audio-seconds", "0.1"])
-    assert sweep_report.run(args) == 0
+    parser = build_parser([("sweep", "sweep_report")])  # how cli.py registers it: `nablafx sweep report`
+    args = parser.parse_args(["sweep", "report", str(sweep.folder), "--out", str(out), "--audio-seconds", "0.1"])
+    assert args.handler(args) == 0
     assert capsys.readouterr().out.strip() == str(out)
     assert out.is_file() and (out.parent / "results.csv").is_file()
     # 0.1 s of a 16 kHz clip as 16-bit PCM: 1600 samples, a 44-byte header, base64
     source = re.search(r'<audio[^>]*src="data:audio/wav;base64,([^"]+)"', out.read_text()).group(1)
     assert len(source) == 4 * math.ceil((44 + 2 * 1600) / 3)
+    assert parser.parse_args(["sweep", "report", "DIR"]).out is None
 
 
 # ----------------------------------------------------------------------------- browser
@@ -369,6 +373,7 @@ def test_report_in_headless_chromium(sweep, tmp_path):
     command = [
         browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--disable-dev-shm-usage",  # containers often have a 64 MB /dev/shm
         f"--user-data-dir={profile}", "--virtual-time-budget=5000", "--dump-dom", page.as_uri(),
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120,

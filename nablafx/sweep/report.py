@@ -1025,7 +1025,7 @@ def failures_section(page: Page, sweep: Sweep) -> None:
         return
     for run in failures:
         rel = run.folder.relative_to(sweep.folder).as_posix()
-        page.add(f'<div class="failure" data-run="{esc(run.id)}"><h3>{esc(run.id)}</h3>')
+        page.add(f'<div class="failure" data-run="{esc(run.id)}"><h3>{esc(run.id)}: {esc(run_state(run))}</h3>')
         page.add(kv_table([
             ("state", run.state), ("folder", rel),
             *([("axes", ", ".join(f"{k}={v}" for k, v in run.axes.items()))] if run.axes else []),
