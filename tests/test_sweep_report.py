@@ -82,7 +82,7 @@ class Dom(HTMLParser):
 def leaderboard_cells(html_text: str) -> dict[str, dict[str, dict]]:
     """config label -> column key -> attributes of that leaderboard cell."""
     table = re.search(r'<table id="leaderboard".*?</table>', html_text, re.S).group(0)
-    keys = [k or None for k in re.findall(r'<th data-type="[^"]+"(?: data-key="([^"]+)")?>', table)]
+    keys = [k or None for k in re.findall(r'<th data-type="[^"]+"(?: data-key="([^"]+)")?[^>]*>', table)]
     rows = {}
     for config, body in re.findall(r'<tr[^>]*data-config="([^"]+)">(.*?)</tr>', table, re.S):
         cells = [dict(re.findall(r'(data-[a-z]+)="([^"]*)"', attrs)) for attrs in re.findall(r"<td([^>]*)>", body)]
@@ -136,6 +136,7 @@ def test_leaderboard_means_and_stds_match_a_hand_computation(sweep):
             assert int(cell[key]["data-n"]) == len(values)
         two_seed_configs += len(results) == 2
     assert two_seed_configs == 4
+    assert '<th data-type="number" data-key="objective" aria-sort="ascending">' in sweep.html
     # MACs of lstm-32/film: the seed-0 run does not record them, so the mean is seed 1's alone
     lstm_film = board[label("lstm-32", "film")].stats["macs_per_sample"]
     assert (lstm_film.mean, lstm_film.std, lstm_film.n) == (MODELS["lstm-32"][2], None, 1)
@@ -285,8 +286,10 @@ def test_report_tolerates_missing_optional_fields_and_empty_sweeps(tmp_path):
     (folder / "runs" / "r4" / "results.json").write_text(
         json.dumps({"schema": 1, "id": "r4", "family": "tcn", "objective": {"value": float("nan")}})
     )
+    (folder / "runs" / "r5").mkdir()  # just created by the engine: no status.json yet
     path = write_report(folder)
     text = path.read_text()
+    assert re.search(r"Not finished yet</h3><table><thead>.*?<td>r5</td><td>unknown</td>", text, re.S)
     players = re.search(r'<section id="players">.*?</section>', text, re.S).group(0)
     assert 'data-run="r3"' in players and 'data-run="r4"' not in players  # a NaN objective is never "best"
     assert "n/a: unreadable: in.wav" in players and "n/a: file missing: nope.wav" in players

@@ -150,7 +150,8 @@ class Sweep:
 
     @property
     def in_progress(self) -> list[Run]:
-        return [run for run in self.runs if run.state in ("pending", "running") and not run.problems]
+        """Runs neither finished nor failed: pending, running, or a folder with no status.json yet."""
+        return [run for run in self.runs if run.state not in ("finished", "failed") and not run.problems]
 
 
 def as_number(value: Any) -> float | None:
@@ -989,7 +990,12 @@ def leaderboard_section(page: Page, sweep: Sweep, board: list[LeaderboardRow], f
     heads = ['<th data-type="number">rank</th>']
     heads += [f'<th data-type="text">{esc(axis)}</th>' for axis in axes]
     heads += ['<th data-type="text">family</th>', '<th data-type="text">conditioning</th>', '<th data-type="number">seeds</th>']
-    heads += [f'<th data-type="number" data-key="{esc(c.key)}">{esc(c.header)}</th>' for c in columns]
+    initial = "ascending" if sweep.direction == "minimize" else "descending"  # the order the rows come in
+    heads += [
+        f'<th data-type="number" data-key="{esc(c.key)}"'
+        + (f' aria-sort="{initial}"' if c.key == "objective" else "") + f">{esc(c.header)}</th>"
+        for c in columns
+    ]
     body = []
     for rank, row in enumerate(board, 1):
         group = row.group
