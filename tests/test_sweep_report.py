@@ -289,7 +289,7 @@ def test_report_tolerates_missing_optional_fields_and_empty_sweeps(tmp_path):
     (folder / "runs" / "r5").mkdir()  # just created by the engine: no status.json yet
     path = write_report(folder)
     text = path.read_text()
-    assert re.search(r"Not finished yet</h3><table><thead>.*?<td>r5</td><td>unknown</td>", text, re.S)
+    assert re.search(r"Not finished yet</h3>\s*<table><thead>.*?<td>r5</td><td>unknown</td>", text, re.S)
     players = re.search(r'<section id="players">.*?</section>', text, re.S).group(0)
     assert 'data-run="r3"' in players and 'data-run="r4"' not in players  # a NaN objective is never "best"
     assert "n/a: unreadable: in.wav" in players and "n/a: file missing: nope.wav" in players
