@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import sys
 
@@ -22,7 +23,8 @@ LIGHTNING_SUBCOMMANDS = {
     "predict": "write predictions for the test split to the run folder (--ckpt_path)",
 }
 
-# (parent command or None, module under nablafx.commands)
+# (parent command or None, subcommand); the module is nablafx.commands.<parent>_<name> if there
+# is one (sweep_run.py), else nablafx.commands.<name> (synth.py for `data synth`)
 TOOL_COMMANDS = [
     ("data", "synth"),
     ("data", "check"),
@@ -31,6 +33,9 @@ TOOL_COMMANDS = [
     (None, "bench"),
     (None, "pretrain"),
     (None, "doctor"),
+    ("sweep", "run"),
+    ("sweep", "worker"),
+    ("sweep", "status"),
 ]
 
 
@@ -68,6 +73,26 @@ def selected_tools(argv: list[str]) -> list[tuple[str | None, str]]:
     return TOOL_COMMANDS
 
 
+def command_module(parent: str | None, name: str):
+    """The module of a tool command: ``nablafx.commands.<parent>_<name>``, else ``.<name>``."""
+    if parent is not None and importlib.util.find_spec(f"nablafx.commands.{parent}_{name}") is not None:
+        return importlib.import_module(f"nablafx.commands.{parent}_{name}")
+    return importlib.import_module(f"nablafx.commands.{name}")
+
+
+def guarded(command) -> int:
+    """Run ``command()``; a :class:`NablaError` (bad input: data, knobs, checkpoints, options) is
+    the user's to fix, so it is printed as one line and gives exit code 2. Any other exception
+    is a bug and keeps its traceback."""
+    try:
+        return int(command() or 0)
+    except NablaError as error:
+        if os.environ.get("NABLAFX_TRACEBACK"):
+            raise
+        print(f"nablafx: error: {error}", file=sys.stderr)
+        return 2
+
+
 def build_parser(tools: list[tuple[str | None, str]] = TOOL_COMMANDS) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nablafx",
@@ -80,7 +105,7 @@ def build_parser(tools: list[tuple[str | None, str]] = TOOL_COMMANDS) -> argpars
         subparsers.add_parser(name, help=help_text, add_help=False)
     groups: dict[str, argparse._SubParsersAction] = {}
     for parent, module_name in tools:
-        module = importlib.import_module(f"nablafx.commands.{module_name}")
+        module = command_module(parent, module_name)
         if parent is None:
             target = subparsers
         else:
@@ -99,19 +124,15 @@ def build_parser(tools: list[tuple[str | None, str]] = TOOL_COMMANDS) -> argpars
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
+
+    def command() -> int:
         if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
             run_lightning(argv)
             return 0
         args = build_parser(selected_tools(argv)).parse_args(argv)
         return int(args.handler(args) or 0)
-    except NablaError as error:
-        # Bad input (data, knobs, checkpoints, options) is the user's to fix: say what, not where
-        # in our code. Any other exception is a bug and keeps its traceback.
-        if os.environ.get("NABLAFX_TRACEBACK"):
-            raise
-        print(f"nablafx: error: {error}", file=sys.stderr)
-        return 2
+
+    return guarded(command)
 
 
 if __name__ == "__main__":
