@@ -12,6 +12,9 @@ failed run is retried::
         tcn: ../model/tcn/tcn-45-s-16.yaml
         lstm: ../model/rnn/lstm-32.yaml
       lr: {key: model.lr, values: [0.001, 0.005]}   # a key axis: one dotted key, its values
+      loss:                        # an override axis: label -> overrides (several keys at once)
+        l1: {model.loss: {l1: 1.0, mrstft: 0.1}}
+        mse: {model.loss: {mse: 1.0}}
     seeds: [0, 1]
     exclude: [{model: lstm, lr: 0.005}]           # partial assignments to skip
     objective: test/esr                            # minimised
@@ -186,8 +189,8 @@ def load_sweep(path: str | Path) -> Sweep:
     axes = document["axes"]
     if not isinstance(axes, dict) or not axes:
         _fail(path, "axes: expected a mapping of axis names to {label: config file} or {key: ..., values: [...]}")
-    # axis -> list of (label, config file or None, (key, value) or None)
-    choices: dict[str, list[tuple[Any, str | None, tuple[str, Any] | None]]] = {}
+    # axis -> list of (label, config file or None, ((key, value), ...) or None)
+    choices: dict[str, list[tuple[Any, str | None, tuple | None]]] = {}
     for axis, definition in axes.items():
         if not isinstance(axis, str) or axis == "seed":
             _fail(path, f"axes: {axis!r} is not a usable axis name (a string other than 'seed')")
@@ -208,12 +211,21 @@ def load_sweep(path: str | Path) -> Sweep:
             labels = [json.dumps(v, sort_keys=True) for v in values]
             if len(set(labels)) != len(labels):
                 _fail(path, f"axes.{axis}.values: {values} repeats a value")
-            choices[axis] = [(v, None, (key, v)) for v in values]
+            choices[axis] = [(v, None, ((key, v),)) for v in values]
         else:
-            for label, file in definition.items():
-                if not isinstance(file, str):
-                    _fail(path, f"axes.{axis}.{label}: expected a config file path, got {file!r}")
-            choices[axis] = [(label, add_config(file), None) for label, file in definition.items()]
+            choices[axis] = []
+            for label, choice in definition.items():
+                if isinstance(choice, str):
+                    choices[axis].append((label, add_config(choice), None))
+                elif isinstance(choice, dict) and choice:
+                    for key in choice:
+                        _check_key(path, f"axes.{axis}.{label}", key)
+                        if key in fixed:
+                            _fail(path, f"axes.{axis}.{label}: {key} is also under fixed; keep it in one place")
+                    choices[axis].append((label, None, tuple(choice.items())))
+                else:
+                    _fail(path, f"axes.{axis}.{label}: expected a config file path or a mapping of dotted keys "
+                                f"to values, got {choice!r}")
 
     exclude = document.get("exclude") or []
     if not isinstance(exclude, list) or not all(isinstance(e, dict) and e for e in exclude):
@@ -240,7 +252,8 @@ def load_sweep(path: str | Path) -> Sweep:
             continue
         run_configs = list(base) + [choice[1] for choice in picked if choice[1] is not None]
         overrides = dict(fixed)
-        overrides.update(dict(choice[2] for choice in picked if choice[2] is not None))
+        for choice in picked:
+            overrides.update(dict(choice[2] or ()))
         overrides["seed_everything"] = seed
         point = Point(len(points), assignment, seed, run_configs, overrides)
         points.append(Point(**{**point.__dict__, "id": run_id(run_configs, configs, overrides)}))

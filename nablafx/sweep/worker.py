@@ -83,7 +83,9 @@ def prepare_data(sweep: Sweep, point: Point) -> None:
 def engine_arguments(sweep: Sweep, folder: RunFolder, attempt: int, resume: bool) -> list[str]:
     """The options the engine sets for every run: run folder, loggers, checkpoint path."""
     loggers = [{"class_path": "lightning.pytorch.loggers.CSVLogger",
-                "init_args": {"save_dir": str(folder.path), "name": "csv", "version": f"attempt-{attempt}"}}]
+                "init_args": {"save_dir": str(folder.path), "name": "csv", "version": f"attempt-{attempt}",
+                              # every step on disk: a kill loses no curve point before the checkpoint
+                              "flush_logs_every_n_steps": 1}}]
     if sweep.wandb:
         loggers.append({"class_path": "lightning.pytorch.loggers.WandbLogger",
                         "init_args": {"save_dir": str(folder.path), "offline": True, "project": f"sweep-{sweep.name}",
