@@ -310,3 +310,15 @@ def test_the_per_setting_test_table_under_ddp_is_the_one_process_table(runs):
     # the overall ESR is the mean over all 8 examples, i.e. of the two equal-sized settings
     esr = [value for _, _, value in ddp_table]
     assert float(ddp_metrics["test/esr"]) == pytest.approx(sum(esr) / 2, rel=1e-4)
+
+
+def test_each_rank_writes_its_own_prediction_files(tmp_path):
+    from nablafx.training.media import MediaLogger
+
+    module = SimpleNamespace(sample_rate=SR)
+    for world_size, rank in ((1, 0), (2, 0), (2, 1)):
+        trainer = SimpleNamespace(global_rank=rank, world_size=world_size, checkpoint_callback=None,
+                                  log_dir=str(tmp_path), default_root_dir=str(tmp_path))
+        MediaLogger().on_predict_batch_end(trainer, module, torch.zeros(2, 1, 100), None, 3)
+    names = sorted(path.name for path in (tmp_path / "predictions").iterdir())
+    assert names == [f"{prefix}batch0003-{i:02d}.wav" for prefix in ("", "rank0-", "rank1-") for i in range(2)]

@@ -93,8 +93,10 @@ class MediaLogger(Callback):
         folder = run_dir(trainer) / "predictions"
         folder.mkdir(parents=True, exist_ok=True)
         sample_rate = pl_module.sample_rate or 48000
+        # Under DDP every rank predicts its own share of the files, numbering its batches from 0.
+        rank = f"rank{trainer.global_rank}-" if trainer.world_size > 1 else ""
         for i, audio in enumerate(outputs.detach().cpu().float().numpy()):
-            sf.write(folder / f"batch{batch_idx:04d}-{i:02d}.wav", audio[0], sample_rate, subtype="FLOAT")
+            sf.write(folder / f"{rank}batch{batch_idx:04d}-{i:02d}.wav", audio[0], sample_rate, subtype="FLOAT")
 
     @torch.no_grad()
     def _log(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, stage: str) -> None:
