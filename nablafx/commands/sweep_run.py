@@ -41,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     parser.add_argument("sweep", help="the sweep YAML file")
     parser.add_argument("--workers", type=int, default=1, help="local worker processes (default 1); the cores "
-                        "are split between them (torch threads = cores // workers)")
+                        "are split between them (torch threads = cores // workers); 0: create the study and the "
+                        "run folders only, for `nablafx sweep worker` processes elsewhere")
     parser.add_argument("--out", default="sweeps", help="output root: runs go to <out>/<name>/ (default sweeps)")
     parser.add_argument("--storage", default=None, help="study storage: default a journal file "
                         "<out>/<name>/study.journal; postgresql://... to let workers on other machines join")
@@ -54,8 +55,8 @@ def worker_command(storage: str, name: str, out: str, threads: int) -> list[str]
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.workers < 1:
-        raise ConfigError(f"--workers {args.workers}: give at least 1")
+    if args.workers < 0:
+        raise ConfigError(f"--workers {args.workers}: give 0 (create the study only) or more")
     sweep = load_sweep(args.sweep)
     if args.plan:
         for point in sweep.points:
@@ -71,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
     for point in sweep.points:
         RunFolder(run_dir(args.out, sweep.name, point.id)).write_plan(sweep, point)
 
+    if args.workers == 0:
+        print(f"sweep {sweep.name}: {len(sweep.points)} runs planned in {folder}, study {sweep.name} in "
+              f"{storage.split('@')[-1]}; join with: nablafx sweep worker --storage URL --study {sweep.name}")
+        return 0
     threads = max(1, available_cores() // args.workers)
     print(f"sweep {sweep.name}: {len(sweep.points)} runs, {args.workers} worker(s) x {threads} thread(s), "
           f"folder {folder}, storage {storage.split('@')[-1]}", flush=True)

@@ -58,6 +58,8 @@ def open_storage(url: str):
                 f"--storage {url.split('@')[-1]}: PostgreSQL storage needs psycopg2; "
                 f"pip install -c constraints.txt 'nablafx[postgres]'"
             ) from error
+        if url.startswith("postgresql://"):  # SQLAlchemy 2.1 would pick psycopg (3); the extra installs psycopg2
+            url = "postgresql+psycopg2://" + url[len("postgresql://"):]
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
     except Exception as error:  # SQLAlchemy / driver errors (no server, bad credentials)
