@@ -143,6 +143,53 @@ def test_shipped_sweeps_plan_their_grids(capsys):
     assert "6 runs (0 excluded), objective test/esr" in capsys.readouterr().out
 
 
+# --- the claim guard (no training) --------------------------------------------------------------------
+
+
+def test_a_point_is_never_claimed_by_two_live_trials_and_a_dead_workers_point_is_offered_again(tmp_path):
+    from nablafx.sweep.runs import host, process_start
+    from nablafx.sweep.study import claim, create_study, end_stale_trials, offer, point_states, tell
+
+    (tmp_path / "base.yaml").write_text("trainer: {max_steps: 5}\n")
+    sweep = load_sweep(write_sweep(tmp_path, axes={"lr": {"key": "model.lr", "values": [0.1, 0.2]}}, max_retries=1))
+    study = create_study(sweep, str(tmp_path / "study.journal"))
+    me = {"host": host(), "pid": os.getpid(), "pid_start": process_start(os.getpid())}
+    first, a = claim(study, sweep, me)
+    second, b = claim(study, sweep, me)
+    assert {a, b} == {0, 1}
+    # the grid is used up: Optuna's GridSampler offers a running point again; the claim gives it up
+    third, why = claim(study, sweep, me)
+    assert third is None and "holds it" in why
+    assert study.get_trials()[-1].state == optuna.trial.TrialState.PRUNED
+
+    # the worker of `first` is killed -9: its trial stays RUNNING with a pid that is gone
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    first.set_user_attr("pid", gone.pid)
+    trials = study.get_trials(deepcopy=False)
+    assert end_stale_trials(study, trials) == 1
+    trials = study.get_trials(deepcopy=False)
+    assert point_states(sweep, trials) == {a: "todo", b: "running"}
+    offer(study, sweep, trials, [a])  # failed trials count as visited for the GridSampler: enqueued
+    again, point = claim(study, sweep, me)
+    assert point == a
+
+    # a failed run is retried max_retries times, then left failed
+    for _ in range(2):
+        assert point_states(sweep, study.get_trials(deepcopy=False))[a] == "running"
+        again.set_user_attr("outcome", "failed")
+        tell(study, again, state=optuna.trial.TrialState.FAIL)
+        trials = study.get_trials(deepcopy=False)
+        if point_states(sweep, trials)[a] == "failed":
+            break
+        offer(study, sweep, trials, [a])
+        again, point = claim(study, sweep, me)
+        assert point == a
+    assert point_states(sweep, study.get_trials(deepcopy=False)) == {a: "failed", b: "running"}
+    tell(study, second, 0.5)
+    assert point_states(sweep, study.get_trials(deepcopy=False)) == {a: "failed", b: "finished"}
+
+
 # --- running sweeps ----------------------------------------------------------------------------------
 
 
