@@ -151,6 +151,7 @@ def _merge_on_rank(rank: int, world_size: int, init_file: str, out_dir: str) -> 
         torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow  # three processes that each import torch and Lightning: ~10-25 s
 def test_per_setting_metrics_merge_every_ranks_examples_over_gloo(tmp_path):
     torch.multiprocessing.spawn(_merge_on_rank, args=(3, str(tmp_path / "init"), str(tmp_path)), nprocs=3)
     expected = PerSettingMetrics()
