@@ -143,6 +143,23 @@ def test_shipped_sweeps_plan_their_grids(capsys):
     assert "6 runs (0 excluded), objective test/esr" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("command", ["run", "worker", "status"])
+def test_sweep_commands_have_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", command, "--help"])
+    assert exit_info.value.code == 0 and "usage" in capsys.readouterr().out.lower()
+
+
+def test_status_of_a_folder_that_is_no_sweep_is_explained(tmp_path, capsys):
+    assert main(["sweep", "status", str(tmp_path)]) == 2
+    assert f"{tmp_path}: not a sweep folder (no runs/ in it)" in capsys.readouterr().err
+
+
+def test_worker_for_a_study_that_does_not_exist_is_explained(tmp_path, capsys):
+    assert main(["sweep", "worker", "--storage", str(tmp_path / "study.journal"), "--study", "nope"]) == 2
+    assert "--study nope: no such study" in capsys.readouterr().err
+
+
 # --- the claim guard (no training) --------------------------------------------------------------------
 
 

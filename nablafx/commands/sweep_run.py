@@ -8,11 +8,9 @@ ones (kill -9, power) resume from their ``last.ckpt``, failed ones are retried u
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 from nablafx.commands.sweep_status import format_rows, run_rows
 from nablafx.errors import ConfigError

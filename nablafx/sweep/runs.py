@@ -15,9 +15,12 @@
                            results.json      written once, atomically, when the run finished
 
 ``status.json`` keys: ``state``, ``attempts`` (training starts, resumes included), ``failures``
-(attempts that ended with an error), ``returncode``, ``error``, ``log_tail``, ``host``, ``pid``
-(the worker's), ``trial`` (Optuna trial number), ``updated`` (UTC ISO time), ``history``
-(one entry per attempt: ``attempt``, ``started``, ``ended``, ``returncode``, ``resumed_from``).
+(attempts that ended with an error), ``retrying`` (after a failure: whether a retry is left),
+``returncode``, ``error``, ``log_tail``, ``host``, ``pid`` and ``pid_start`` (the worker's),
+``trial`` (Optuna trial number), ``updated`` (UTC ISO time, refreshed by the heartbeat),
+``history`` (one entry per attempt: ``attempt``, ``started``, ``ended``, ``returncode``,
+``resumed_from`` (checkpoint step or null), ``trial``, ``host``, ``outcome`` finished |
+failed | interrupted).
 """
 
 from __future__ import annotations

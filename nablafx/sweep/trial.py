@@ -11,13 +11,47 @@ only for a run that finished (see :mod:`nablafx.sweep.results` for its keys).
 
 from __future__ import annotations
 
+import fcntl
 import math
 import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from nablafx.errors import ConfigError
+
+
+def merged_data_options(config_texts: list[str], overrides: dict[str, Any]) -> dict[str, Any]:
+    """The ``data:`` options of a run: its config files in order, then ``data.*`` overrides."""
+    data: dict[str, Any] = {}
+    for text in config_texts:
+        document = yaml.safe_load(text) or {}
+        data.update((document.get("data") or {}) if isinstance(document, dict) else {})
+    for key, value in overrides.items():
+        if key.startswith("data."):
+            data[key[len("data."):]] = value
+    return data
+
+
+def prepare_data(config_texts: list[str], overrides: dict[str, Any]) -> None:
+    """Render a built-in synthetic dataset once, under a file lock, before the run needs it:
+    parallel runs would otherwise each start rendering the same folder (called by the run's
+    process, so a rendering error is that run's failure)."""
+    data = merged_data_options(config_texts, overrides)
+    synth, root, device = data.get("synth"), data.get("root"), data.get("device")
+    if not (synth and root and device) or (Path(root) / device).is_dir():
+        return
+    Path(root).parent.mkdir(parents=True, exist_ok=True)
+    lock = Path(root).parent / f".{Path(root).name}.render.lock"
+    with open(lock, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        if not (Path(root) / device).is_dir():
+            from nablafx.data.synth.render import render_dataset
+
+            render_dataset(root, **synth)
 
 
 def run_trial(run: Path, fit_args: list[str]) -> dict:
@@ -32,6 +66,7 @@ def run_trial(run: Path, fit_args: list[str]) -> dict:
         torch.set_num_threads(int(os.environ["NABLAFX_THREADS"]))
     folder = RunFolder(run)
     plan, status = folder.plan(), folder.status()
+    prepare_data([(run / copy).read_text() for copy in plan["config_copies"]], plan["overrides"])
     started = time.monotonic()
     cli = NablaCLI(args=["fit", *fit_args])
     fit_seconds = time.monotonic() - started
@@ -53,8 +88,8 @@ def run_trial(run: Path, fit_args: list[str]) -> dict:
     family, conditioning = measures.family_and_conditioning(module.hparams["net"])
     cost = static_report(net)
     # Earlier attempts (killed, resumed from last.ckpt) trained too: their wall time counts.
-    earlier = sum(seconds_between(h.get("started"), h.get("ended") or status.get("updated"))
-                  for h in status.get("history", [])[:-1] if h.get("outcome") != "failed")
+    earlier = sum(seconds_between(h.get("started"), h.get("ended"))
+                  for h in status.get("history", [])[:-1] if h.get("outcome") == "interrupted")
     history = status.get("history", [])
     record = {
         "schema": RESULTS_SCHEMA,

@@ -14,7 +14,6 @@ retry starts afresh (the failed attempt's checkpoints move to ``checkpoints.atte
 
 from __future__ import annotations
 
-import fcntl
 import os
 import random
 import signal
@@ -22,7 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import optuna
 import yaml
@@ -49,35 +48,6 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-
-
-def merged_data_options(sweep: Sweep, point: Point) -> dict[str, Any]:
-    """The ``data:`` options of a run: its config files in order, then ``data.*`` overrides."""
-    data: dict[str, Any] = {}
-    for config in point.configs:
-        document = yaml.safe_load(sweep.configs[config]) or {}
-        data.update((document.get("data") or {}) if isinstance(document, dict) else {})
-    for key, value in point.overrides.items():
-        if key.startswith("data."):
-            data[key[len("data."):]] = value
-    return data
-
-
-def prepare_data(sweep: Sweep, point: Point) -> None:
-    """Render a built-in synthetic dataset once, under a file lock, before any run needs it:
-    parallel workers would otherwise each start rendering the same folder."""
-    data = merged_data_options(sweep, point)
-    synth, root, device = data.get("synth"), data.get("root"), data.get("device")
-    if not (synth and root and device) or (Path(root) / device).is_dir():
-        return
-    Path(root).parent.mkdir(parents=True, exist_ok=True)
-    lock = Path(root).parent / f".{Path(root).name}.render.lock"
-    with open(lock, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        if not (Path(root) / device).is_dir():
-            from nablafx.data.synth.render import render_dataset
-
-            render_dataset(root, **synth)
 
 
 def engine_arguments(sweep: Sweep, folder: RunFolder, attempt: int, resume: bool) -> list[str]:
@@ -167,6 +137,8 @@ class Worker:
         status = folder.status()
         attempt = status.get("attempts", 0) + 1
         history = list(status.get("history", []))
+        if history and history[-1].get("ended") is None:  # killed: it ended at its last heartbeat
+            history[-1].update(ended=status.get("updated"), outcome="interrupted")
         if history and history[-1].get("outcome") == "failed" and (folder.path / "checkpoints").is_dir():
             (folder.path / "checkpoints").rename(folder.path / f"checkpoints.attempt-{attempt - 1}")
         resume_step = checkpoint_step(folder.last_checkpoint) if folder.last_checkpoint.is_file() else None
@@ -176,7 +148,6 @@ class Worker:
         folder.update_status(state="running", attempts=attempt, host=host(), pid=os.getpid(),
                              pid_start=self.identity["pid_start"], trial=trial.number, returncode=None,
                              error=None, log_tail=None, history=history)
-        prepare_data(self.sweep, point)
         configs = [str(folder.path / copy) for copy in folder.plan()["config_copies"]]
         command = [sys.executable, "-m", "nablafx.sweep.trial", str(folder.path),
                    *fit_arguments(configs, point.overrides),
@@ -192,6 +163,12 @@ class Worker:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
                                        preexec_fn=_die_with_parent)
             returncode = self.watch(process, trial, folder)
+            if returncode is None:
+                log.write(f"=== attempt {attempt} stopped: trial {trial.number} was ended by another worker, "
+                          f"which took the run over\n")
+        if returncode is None:
+            self.say(f"run {point.id}: lost the claim (this worker looked dead); left to the worker that took it")
+            return
         history[-1].update(ended=now(), returncode=returncode)
         results = folder.results()
         if returncode == 0 and results is not None:
@@ -211,12 +188,18 @@ class Worker:
         left = f"retry {failures} of {self.sweep.max_retries} next" if retry else "no retries left"
         self.say(f"run {point.id} failed (exit {returncode}): {error} ({left})")
 
-    def watch(self, process: subprocess.Popen, trial: optuna.Trial, folder: RunFolder) -> int:
-        """Wait for the run, beating the heart on the trial and the status file."""
+    def watch(self, process: subprocess.Popen, trial: optuna.Trial, folder: RunFolder) -> int | None:
+        """Wait for the run, beating the heart on the trial and the status file. None: the claim
+        was lost (this worker looked dead -- e.g. suspended for longer than STALE_SECONDS -- and
+        its trial was ended by another worker, which resumes the run): the training stops."""
         while True:
             try:
                 return process.wait(timeout=coordination.HEARTBEAT_SECONDS)
             except subprocess.TimeoutExpired:
+                if self.study._storage.get_trial(trial._trial_id).state != TrialState.RUNNING:
+                    process.kill()
+                    process.wait()
+                    return None
                 trial.set_user_attr("heartbeat", time.time())
                 folder.update_status()
 
