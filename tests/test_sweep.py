@@ -55,7 +55,7 @@ def write_sweep(folder: Path, **keys) -> Path:
 
 
 def sweep_command(sweep: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "nablafx.cli", "sweep", "run", str(sweep), "--out", str(out), *extra]
+    return [sys.executable, "-m", "nablafx.cli", "sweep", "run", str(sweep), "--out", str(out), "--threads", "1", *extra]
 
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -303,6 +303,47 @@ def test_a_failing_run_is_retried_then_left_failed_with_its_error(tmp_path, pair
     assert json.loads((out / "tiny" / "runs" / bad.id / "status.json").read_text())["attempts"] == 2
 
 
+def wait_for_checkpoint(runs: Path, process: subprocess.Popen, min_step: int, timeout: float = 300):
+    """(run folder, step) of the first run with a last.ckpt at >= min_step and no results yet."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        for last in runs.glob("*/checkpoints/last.ckpt") if runs.is_dir() else []:
+            try:
+                step = torch.load(last, weights_only=True)["global_step"]
+            except Exception:  # being replaced right now
+                continue
+            if step >= min_step and not (last.parent.parent / "results.json").exists():
+                return last.parent.parent, step
+        time.sleep(0.1)
+    raise AssertionError(process.communicate(timeout=60)[0].decode()[-3000:])
+
+
+@pytest.mark.slow
+def test_sigterm_ends_the_running_trial_at_once_and_leaves_it_to_resume(tmp_path, pairs_root):
+    base_config(tmp_path, pairs_root)
+    sweep = write_sweep(tmp_path, fixed={"trainer.max_steps": 400},
+                        axes={"channels": {"key": "model.net.init_args.channels", "values": [2]}})
+    out = tmp_path / "out"
+    process = subprocess.Popen(sweep_command(sweep, out), env=ENV, cwd=tmp_path, start_new_session=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        run, _ = wait_for_checkpoint(out / "tiny" / "runs", process, 10)
+        process.send_signal(signal.SIGTERM)  # as a scheduler (Slurm) stops a job
+        output = process.communicate(timeout=120)[0].decode()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 130, output[-3000:]
+    assert "rerun the same command to resume it" in output
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "pending" and status["history"][0]["outcome"] == "interrupted"
+    assert "=== attempt 1 interrupted" in (run / "stdout.log").read_text()
+    (trial,) = trials_by_point(out)[0]
+    assert trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs["outcome"] == "interrupted"
+    assert not (run / "results.json").exists() and (run / "checkpoints" / "last.ckpt").is_file()
+
+
 @pytest.mark.slow
 def test_kill_9_of_the_sweep_then_rerun_resumes_and_trains_no_point_twice(tmp_path, pairs_root):
     base_config(tmp_path, pairs_root)
@@ -312,22 +353,9 @@ def test_kill_9_of_the_sweep_then_rerun_resumes_and_trains_no_point_twice(tmp_pa
     runs = out / "tiny" / "runs"
     process = subprocess.Popen(sweep_command(sweep, out), env=ENV, cwd=tmp_path, start_new_session=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    killed_at, victim = None, None
-    deadline = time.monotonic() + 300
     try:
-        while time.monotonic() < deadline and process.poll() is None and killed_at is None:
-            for last in runs.glob("*/checkpoints/last.ckpt") if runs.is_dir() else []:
-                run = last.parent.parent
-                try:
-                    step = torch.load(last, weights_only=True)["global_step"]
-                except Exception:  # being replaced right now
-                    continue
-                if step >= 20 and not (run / "results.json").exists():
-                    os.killpg(process.pid, signal.SIGKILL)  # the sweep, its worker and the training, at once
-                    killed_at, victim = step, run
-                    break
-            time.sleep(0.1)
-        assert killed_at is not None, process.communicate(timeout=60)[0].decode()[-3000:]
+        victim, killed_at = wait_for_checkpoint(runs, process, 20)
+        os.killpg(process.pid, signal.SIGKILL)  # the sweep, its worker and the training, at once
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)

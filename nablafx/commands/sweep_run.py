@@ -44,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="sweeps", help="output root: runs go to <out>/<name>/ (default sweeps)")
     parser.add_argument("--storage", default=None, help="study storage: default a journal file "
                         "<out>/<name>/study.journal; postgresql://... to let workers on other machines join")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per worker (default: the cores this process may use // --workers)")
     parser.add_argument("--plan", action="store_true", help="print the planned runs and exit")
 
 
@@ -74,18 +76,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"sweep {sweep.name}: {len(sweep.points)} runs planned in {folder}, study {sweep.name} in "
               f"{storage.split('@')[-1]}; join with: nablafx sweep worker --storage URL --study {sweep.name}")
         return 0
-    threads = max(1, available_cores() // args.workers)
+    threads = args.threads or max(1, available_cores() // args.workers)
     print(f"sweep {sweep.name}: {len(sweep.points)} runs, {args.workers} worker(s) x {threads} thread(s), "
           f"folder {folder}, storage {storage.split('@')[-1]}", flush=True)
     workers = [subprocess.Popen(worker_command(storage, sweep.name, args.out, threads))
                for _ in range(args.workers)]
 
-    def forward(signum, frame):
+    def forward(signum, frame):  # SIGTERM to the sweep: to its workers, which end their trials resumably
         for worker in workers:
             if worker.poll() is None:
                 worker.send_signal(signum)
 
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # Ctrl-C reaches the workers by itself (one process group); the sweep just waits for them.
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, forward),
+                signal.SIGINT: signal.signal(signal.SIGINT, lambda signum, frame: None)}
     try:
         codes = [worker.wait() for worker in workers]
     finally:
@@ -93,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
     rows = [row for row in run_rows(folder) if row["id"] in {p.id for p in sweep.points}]
     print(format_rows(rows), flush=True)
+    if any(code == 130 for code in codes):
+        print("sweep interrupted: rerun the same command to resume it", file=sys.stderr)
+        return 130
     if any(code != 0 for code in codes):
         print(f"nablafx: error: {sum(c != 0 for c in codes)} worker(s) exited with an error "
               f"(exit codes {codes}); see the output above", file=sys.stderr)

@@ -8,6 +8,7 @@ storage URL and the study name -- and the data the configs name, at the same pat
 from __future__ import annotations
 
 import argparse
+import signal
 
 from nablafx.sweep.runs import sweep_dir, write_atomic
 from nablafx.sweep.study import load_study
@@ -41,12 +42,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(which are taken over if their worker dies)")
 
 
+def interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace) -> int:
     study, sweep = load_study(args.study, args.storage)
     folder = sweep_dir(args.out, sweep.name)
     if not (folder / "sweep.yaml").is_file():
         write_atomic(folder / "sweep.yaml", sweep.text)
     threads = args.threads or available_cores()
-    trained = work(study, sweep, args.out, threads, wait=not args.no_wait)
+    signal.signal(signal.SIGTERM, interrupt)  # a scheduler's stop: as Ctrl-C, the run is resumable
+    try:
+        trained = work(study, sweep, args.out, threads, wait=not args.no_wait)
+    except KeyboardInterrupt:
+        print("worker interrupted: its run is left to resume (rerun the sweep or start a worker)", flush=True)
+        return 130
     print(f"worker done: {len(trained)} run(s) trained here: {' '.join(trained) or '-'}", flush=True)
     return 0

@@ -162,7 +162,17 @@ class Worker:
             log.flush()
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
                                        preexec_fn=_die_with_parent)
-            returncode = self.watch(process, trial, folder)
+            try:
+                returncode = self.watch(process, trial, folder)
+            except KeyboardInterrupt:  # Ctrl-C / SIGTERM: end the trial now, the rerun resumes it
+                process.kill()
+                process.wait()
+                log.write(f"=== attempt {attempt} interrupted\n")
+                history[-1].update(ended=now(), outcome="interrupted")
+                folder.update_status(state="pending", history=history)
+                trial.set_user_attr("outcome", "interrupted")
+                coordination.tell(self.study, trial, state=TrialState.FAIL)
+                raise
             if returncode is None:
                 log.write(f"=== attempt {attempt} stopped: trial {trial.number} was ended by another worker, "
                           f"which took the run over\n")
