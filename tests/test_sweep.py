@@ -160,6 +160,32 @@ def test_worker_for_a_study_that_does_not_exist_is_explained(tmp_path, capsys):
     assert "--study nope: no such study" in capsys.readouterr().err
 
 
+def test_parallel_runs_render_the_synthetic_data_once(tmp_path, monkeypatch):
+    import threading
+
+    import nablafx.data.synth.render as render
+    from nablafx.sweep.trial import prepare_data
+
+    calls = []
+
+    def slow_render(root, **synth):  # stands in for the minute-long render; the lock is what is tested
+        calls.append(synth)
+        time.sleep(0.5)
+        (Path(root) / "Synth-Overdrive").mkdir(parents=True)
+
+    monkeypatch.setattr(render, "render_dataset", slow_render)
+    config = yaml.safe_dump({"data": {"root": str(tmp_path / "data" / "synth"), "device": "Synth-Overdrive",
+                                      "synth": {"device": "overdrive", "seconds": 60}}})
+    threads = [threading.Thread(target=prepare_data, args=([config], {"data.synth": {"device": "overdrive",
+                                                                                     "seconds": 5}}))
+               for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert calls == [{"device": "overdrive", "seconds": 5}]  # once, with the override applied
+
+
 # --- the claim guard (no training) --------------------------------------------------------------------
 
 
