@@ -36,6 +36,7 @@ TOOL_COMMANDS = [
     ("sweep", "run"),
     ("sweep", "worker"),
     ("sweep", "status"),
+    ("sweep", "report"),
 ]
 
 
