@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import torchaudio
 
 from nablafx.export.runtime import StreamingRuntime
 from nablafx.errors import ConfigError, MissingFileError
+from nablafx.files import replaced_atomically
 
 NAME = "process"
 HELP = "apply a trained model (checkpoint) to a wav file"
@@ -71,16 +70,9 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
 
 
 def write_wav_atomically(path: Path, audio: np.ndarray, sample_rate: int) -> None:
-    """Write to a temporary file next to ``path`` and rename, so nothing is left half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".wav", dir=path.parent)
-    os.close(fd)
-    try:
-        sf.write(tmp, audio.T, sample_rate, subtype="FLOAT")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """32-bit float WAV, renamed into place when whole (see :mod:`nablafx.files`)."""
+    with replaced_atomically(path) as temporary:
+        sf.write(temporary, audio.T, sample_rate, subtype="FLOAT", format="WAV")
 
 
 def apply_model(net, audio: torch.Tensor, knobs: torch.Tensor | None, block_size: int | None) -> torch.Tensor:

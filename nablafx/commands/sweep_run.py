@@ -14,7 +14,8 @@ import sys
 
 from nablafx.commands.sweep_status import format_rows, run_rows
 from nablafx.errors import ConfigError
-from nablafx.sweep.runs import RunFolder, run_dir, sweep_dir, write_atomic
+from nablafx.files import write_text_atomically
+from nablafx.sweep.runs import RunFolder, run_dir, sweep_dir
 from nablafx.sweep.spec import KEYS, load_sweep
 from nablafx.sweep.study import create_study
 from nablafx.sweep.worker import available_cores
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     storage = args.storage or str((folder / "study.journal").resolve())
     create_study(sweep, storage)
-    write_atomic(folder / "sweep.yaml", sweep.text)
+    write_text_atomically(folder / "sweep.yaml", sweep.text)
     for point in sweep.points:
         RunFolder(run_dir(args.out, sweep.name, point.id)).write_plan(sweep, point)
 

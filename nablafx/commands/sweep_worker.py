@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import signal
 
-from nablafx.sweep.runs import sweep_dir, write_atomic
+from nablafx.files import write_text_atomically
+from nablafx.sweep.runs import sweep_dir
 from nablafx.sweep.study import load_study
 from nablafx.sweep.worker import available_cores, work
 
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     study, sweep = load_study(args.study, args.storage)
     folder = sweep_dir(args.out, sweep.name)
     if not (folder / "sweep.yaml").is_file():
-        write_atomic(folder / "sweep.yaml", sweep.text)
+        write_text_atomically(folder / "sweep.yaml", sweep.text)
     threads = args.threads or available_cores()
     signal.signal(signal.SIGTERM, interrupt)  # a scheduler's stop: as Ctrl-C, the run is resumable
     try:

@@ -8,8 +8,6 @@ failure the temporary file is removed, so nothing half-written or unverified is 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -22,6 +20,7 @@ from nablafx.export.errors import ExportCheckFailed, UnsupportedExport
 from nablafx.export.families import STREAMING_FAMILIES
 from nablafx.export.metadata import ExportMetadata
 from nablafx.errors import ConfigError
+from nablafx.files import replaced_atomically
 
 
 @dataclass(frozen=True)
@@ -127,11 +126,7 @@ def export_model(net: nn.Module, metadata: ExportMetadata, format_name: str, out
     if block_size is not None and block_size < 1:
         raise ConfigError(f"--block-size must be >= 1, got {block_size}")
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
-    os.close(handle)
-    temporary = Path(temporary)
-    try:
+    with replaced_atomically(out) as temporary:
         fmt.write(net, metadata, temporary, **options)
         x = check_signal(check_samples, metadata.sample_rate or 48_000)
         knobs = check_knobs(net.num_knobs)
@@ -147,9 +142,6 @@ def export_model(net: nn.Module, metadata: ExportMetadata, format_name: str, out
                 f"the exported {format_name} artefact does not reproduce the model: max error {worst:.3g} > "
                 f"tolerance {tolerance:g} ({details}); nothing was written"
             )
-        os.replace(temporary, out)
-    finally:
-        temporary.unlink(missing_ok=True)
     return ExportResult(out, format_name, errors, metadata, fmt.notes(net))
 
 

@@ -161,46 +161,37 @@ def as_number(value: Any) -> float | None:
     return float(value)
 
 
-def _read_json(path: Path, label: str) -> tuple[Any, str | None]:
+def _read_object(path: Path, label: str, problems: list[str]) -> dict | None:
+    """The JSON object in ``path``, or None with the reason appended to ``problems``."""
+    if not path.is_file():
+        return None
     try:
-        text = path.read_text(encoding="utf-8")
+        data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
-        return None, f"{label}: unreadable ({error.strerror or error})"
+        problems.append(f"{label}: unreadable ({error.strerror or error})")
+        return None
     except UnicodeDecodeError:
-        return None, f"{label}: not UTF-8 text"
-    try:
-        return json.loads(text), None
+        problems.append(f"{label}: not UTF-8 text")
+        return None
     except json.JSONDecodeError as error:
-        return None, f"{label}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})"
+        problems.append(f"{label}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})")
+        return None
+    if not isinstance(data, dict):
+        problems.append(f"{label}: not a JSON object")
+        return None
+    return data
 
 
 def read_run(folder: Path, sweep_folder: Path) -> Run:
     """Read one run folder; never raises for what the run wrote."""
     rel = folder.relative_to(sweep_folder).as_posix()
     problems: list[str] = []
-    status: dict = {}
-    status_path = folder / "status.json"
-    if status_path.is_file():
-        data, problem = _read_json(status_path, f"{rel}/status.json")
-        if problem:
-            problems.append(problem)
-        elif not isinstance(data, dict):
-            problems.append(f"{rel}/status.json: not a JSON object")
-        else:
-            status = data
-    results = None
-    results_path = folder / "results.json"
-    if results_path.is_file():
-        data, problem = _read_json(results_path, f"{rel}/results.json")
-        if problem:
-            problems.append(problem)
-        elif not isinstance(data, dict):
-            problems.append(f"{rel}/results.json: not a JSON object")
-        elif data.get("schema") != SCHEMA:
-            found = data.get("schema", "missing")
-            problems.append(f"{rel}/results.json: schema {found!r}, this report reads schema {SCHEMA}")
-        else:
-            results = data
+    status = _read_object(folder / "status.json", f"{rel}/status.json", problems) or {}
+    results = _read_object(folder / "results.json", f"{rel}/results.json", problems)
+    if results is not None and results.get("schema") != SCHEMA:
+        found = results.get("schema", "missing")
+        problems.append(f"{rel}/results.json: schema {found!r}, this report reads schema {SCHEMA}")
+        results = None
     state = str(status.get("state") or ("finished" if results is not None else "unknown"))
     if state == "finished" and results is None and not problems:
         problems.append(f"{rel}/results.json: missing for a finished run")

@@ -29,11 +29,12 @@ import datetime
 import json
 import os
 import socket
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from nablafx.files import write_text_atomically
 
 STATES = ("pending", "running", "finished", "failed")
 RESULTS_SCHEMA = 1
@@ -48,24 +49,8 @@ def host() -> str:
     return socket.gethostname()
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename:
-    a reader (or a kill -9) never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def write_json(path: Path, data: Any) -> None:
-    write_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    write_text_atomically(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def read_json(path: Path) -> dict | None:
@@ -161,14 +146,14 @@ class RunFolder:
         copies = []
         for number, config in enumerate(point.configs):
             copy = self.path / "configs" / f"{number:02d}-{Path(config).name}"
-            write_atomic(copy, sweep.configs[config])
+            write_text_atomically(copy, sweep.configs[config])
             copies.append(str(copy.relative_to(self.path)))
         plan = {
             "id": point.id, "sweep": sweep.name, "index": point.index, "axes": point.axes, "seed": point.seed,
             "objective": sweep.objective, "configs": point.configs, "config_copies": copies,
             "overrides": point.overrides,
         }
-        write_atomic(self.path / "overrides.yaml", yaml.safe_dump(plan, sort_keys=False))
+        write_text_atomically(self.path / "overrides.yaml", yaml.safe_dump(plan, sort_keys=False))
         if not self.status_path.is_file():
             self.update_status(state="pending", attempts=0, failures=0, history=[])
 

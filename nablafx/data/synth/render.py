@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import warnings
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -38,6 +37,7 @@ from nablafx.data.errors import DataError
 from nablafx.data.synth.devices import DEVICES, VirtualDevice
 from nablafx.data.synth.dry import make_dry
 from nablafx.errors import ConfigError
+from nablafx.files import replaced_atomically, write_text_atomically
 
 # Bump when a change to the dry signals or the devices changes the rendered audio.
 GENERATOR_VERSION = "1"
@@ -156,25 +156,11 @@ def parse_knob_value(text: str, spec: str, example: str) -> float:
 # --------------------------------------------------------------------------------------
 
 
-def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Run ``write`` on a hidden temporary name beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:
     """32-bit float mono WAV, written atomically, same bytes for the same samples."""
-
-    def write(temporary: Path) -> None:
+    with replaced_atomically(path) as temporary:
         soundfile.write(temporary, samples, sample_rate, subtype="FLOAT", format="WAV")
         clear_peak_timestamp(temporary)
-
-    write_atomically(path, write)
 
 
 def clear_peak_timestamp(path: Path) -> None:
@@ -198,8 +184,6 @@ def clear_peak_timestamp(path: Path) -> None:
             position += 8 + size + size % 2
 
 
-def write_text(path: Path, text: str) -> None:
-    write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
 
 
 # --------------------------------------------------------------------------------------
@@ -268,7 +252,7 @@ def ensure_dry(
             file.kind, file.samples / sample_rate, sample_rate, file_seed(seed, file)
         )
         write_wav(dry_dir / file.relative_path, signals[file], sample_rate)
-    write_text(manifest_path, json.dumps(wanted, indent=2, sort_keys=True) + "\n")
+    write_text_atomically(manifest_path, json.dumps(wanted, indent=2, sort_keys=True) + "\n")
     return signals
 
 
@@ -323,7 +307,7 @@ def render_dataset(
             warn_if_over_full_scale(path, target)
         if progress:
             progress(f"[{index}/{len(settings)}] {virtual.folder}/{name}")
-    write_text(folder / "README.md", device_readme(virtual, folder, files, seed, sample_rate))
+    write_text_atomically(folder / "README.md", device_readme(virtual, folder, files, seed, sample_rate))
     return folder
 
 
