@@ -893,7 +893,12 @@ class Page:
     def add(self, text: str) -> None:
         self.parts.append(text)
 
-    def figure(self, name: str, fig, caption: str) -> None:
+    def figure(self, name: str, fig, caption: str, missing: str = "") -> None:
+        """The plot ``fig`` with its caption, or, where there was nothing to plot (``fig`` is
+        None), a note saying what is ``missing``."""
+        if fig is None:
+            self.note(f"{NA}: {missing}")
+            return
         self.plots += 1
         svg = svg_of(fig, f"fig{self.plots}")
         self.add(f'<figure class="plot" data-plot="{esc(name)}">{svg}<figcaption>{esc(caption)}</figcaption></figure>')
@@ -1084,23 +1089,18 @@ def render_html(sweep: Sweep, audio_seconds: float = AUDIO_SECONDS) -> str:
     page.add('</section><section id="pareto"><h2>Error vs size</h2>')
     for cost, name in (("params", "parameters"), ("macs_per_sample", "MACs per sample")):
         fig, front = pareto[cost]
-        if fig is None:
-            page.note(f"{NA}: no finished configuration has both a test ESR and {name}")
-            continue
         page.figure(f"pareto-{cost}", fig, (
             f"Test ESR (mean over seeds, bars ± std) against {name}, one point per configuration; "
             f"colour = family, marker = conditioning; ringed and joined: the Pareto front "
             f"({', '.join(row.group.label for row in front)})."
-        ))
+        ), missing=f"no finished configuration has both a test ESR and {name}")
     page.add("</section>")
 
     page.add('<section id="speed"><h2>Speed</h2>')
-    fig = speed_plot(board, palette)
-    if fig is None:
-        page.note(f"{NA}: no run recorded streaming speed")
-    else:
-        page.figure("speed", fig, "Streaming speed in times real time (audio seconds per CPU second, mean over seeds) "
-                                  "against host block size, one panel per family; dashed: real time.")
+    page.figure("speed", speed_plot(board, palette),
+                "Streaming speed in times real time (audio seconds per CPU second, mean over seeds) "
+                "against host block size, one panel per family; dashed: real time.",
+                missing="no run recorded streaming speed")
     page.add('</section><section id="axes"><h2>Axis effects</h2>')
     shown = 0
     for axis in axis_names(sweep):
@@ -1112,18 +1112,13 @@ def render_html(sweep: Sweep, audio_seconds: float = AUDIO_SECONDS) -> str:
     if not shown:
         page.note(f"{NA}: no axis has two values among the finished runs")
     page.add('</section><section id="settings"><h2>Per-setting error</h2>')
-    fig = heatmap_plot(sweep)
-    if fig is None:
-        page.note(f"{NA}: no run recorded per-setting metrics (the data has no knobs, or none finished)")
-    else:
-        page.figure("per-setting", fig, "Test ESR of each run (rows) at each knob setting of the test set "
-                                        "(columns); grey: not measured.")
+    page.figure("per-setting", heatmap_plot(sweep),
+                "Test ESR of each run (rows) at each knob setting of the test set (columns); grey: not measured.",
+                missing="no run recorded per-setting metrics (the data has no knobs, or none finished)")
     page.add('</section><section id="curves"><h2>Training curves</h2>')
-    fig = curves_plot(sweep, palette)
-    if fig is None:
-        page.note(f"{NA}: no run recorded training curves")
-    else:
-        page.figure("curves", fig, "Training loss and validation ESR against step, one line per run, colour = family.")
+    page.figure("curves", curves_plot(sweep, palette),
+                "Training loss and validation ESR against step, one line per run, colour = family.",
+                missing="no run recorded training curves")
     page.add('</section><section id="players"><h2>Listen</h2>')
     page.note("The best run of each family by the objective: input, target (the device) and the model's prediction.")
     players_section(page, sweep, audio_seconds)
