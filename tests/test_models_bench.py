@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -153,8 +156,7 @@ class Leaky(torch.nn.Module):
     """Identity that keeps what it allocates: the leak the benchmark is there to catch.
 
     Every call keeps one small tensor (a Python object); every 150th call also keeps 34 MiB,
-    above glibc's largest mmap threshold (32 MiB), so those pages are fresh and show in the
-    RSS even in a process whose heap has room left by earlier work.
+    above glibc's largest mmap threshold (32 MiB), so those pages are fresh and show in the RSS.
     """
 
     num_knobs, latency = 0, 0
@@ -170,8 +172,22 @@ class Leaky(torch.nn.Module):
         return x, state
 
 
+LEAK_PROBE = """
+import json, sys, torch
+sys.path.insert(0, sys.argv[1])
+from test_models_bench import Leaky
+from nablafx.commands import bench
+print(json.dumps(bench.stream_memory(Leaky(), seconds=1.0, every_seconds=0.2, block_size=64)))
+"""
+
+
 def test_stream_memory_reports_growth_of_a_leaking_model():
-    result = bench.stream_memory(Leaky(), seconds=1.0, every_seconds=0.2, block_size=64)
+    # A fresh process: in the test session, memory that earlier tests left to the allocator
+    # (or that glibc trims back meanwhile) moves the RSS by tens of MiB either way.
+    probe = subprocess.run([sys.executable, "-c", LEAK_PROBE, str(Path(__file__).parent)],
+                           capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert probe.returncode == 0, probe.stderr
+    result = json.loads(probe.stdout.splitlines()[-1])
     blocks = [row["blocks"] for row in result["samples"]]
     assert blocks == [1, 150, 300, 450, 600, 750]  # after block 1, then every 0.2 s (150 blocks)
     assert [row["audio_seconds"] for row in result["samples"]] == [b * 64 / 48_000 for b in blocks]
