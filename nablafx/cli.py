@@ -37,6 +37,7 @@ TOOL_COMMANDS = [
     ("sweep", "worker"),
     ("sweep", "status"),
     ("sweep", "report"),
+    ("sweep", "dashboard"),
 ]
 
 

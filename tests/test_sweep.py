@@ -143,7 +143,7 @@ def test_shipped_sweeps_plan_their_grids(capsys):
     assert "6 runs (0 excluded), objective test/esr" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("command", ["run", "worker", "status"])
+@pytest.mark.parametrize("command", ["run", "worker", "status", "report", "dashboard"])
 def test_sweep_commands_have_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["sweep", command, "--help"])
@@ -158,6 +158,43 @@ def test_status_of_a_folder_that_is_no_sweep_is_explained(tmp_path, capsys):
 def test_worker_for_a_study_that_does_not_exist_is_explained(tmp_path, capsys):
     assert main(["sweep", "worker", "--storage", str(tmp_path / "study.journal"), "--study", "nope"]) == 2
     assert "--study nope: no such study" in capsys.readouterr().err
+
+
+def test_dashboard_of_a_folder_without_a_journal_is_explained(tmp_path, capsys):
+    assert main(["sweep", "dashboard", str(tmp_path)]) == 2
+    assert f"{tmp_path / 'study.journal'}: no study journal here" in capsys.readouterr().err
+
+
+def test_dashboard_serves_the_sweeps_study(tmp_path):
+    """optuna-dashboard's API, read over HTTP, lists the study in the folder's journal and its trials."""
+    import socket
+    import urllib.request
+
+    study = optuna.create_study(storage=open_storage(str(tmp_path / "study.journal")), study_name="tiny")
+    for value in (0.5, 0.25):
+        study.tell(study.ask({"point": optuna.distributions.IntDistribution(0, 1)}), value)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "nablafx.cli", "sweep", "dashboard", str(tmp_path), "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, studies = time.monotonic() + 60, None
+        while studies is None and time.monotonic() < deadline and server.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as response:
+                    studies = json.load(response)["study_summaries"]
+            except OSError:
+                time.sleep(0.5)
+        assert studies is not None, server.stdout.read() if server.poll() is not None else "no answer in 60 s"
+        (summary,) = studies
+        assert summary["study_name"] == "tiny"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{summary['study_id']}?after=0", timeout=5) as response:
+            detail = json.load(response)
+        assert sorted(trial["values"][0] for trial in detail["trials"]) == [0.25, 0.5]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def test_parallel_runs_render_the_synthetic_data_once(tmp_path, monkeypatch):
