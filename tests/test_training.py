@@ -193,3 +193,61 @@ def test_training_converges_on_the_built_in_overdrive(tmp_path):
     assert len(history) == 3  # sanity check on the untrained model + 2 validations
     # falls at every validation, and ends better than predicting silence (ESR 1)
     assert untrained > history[1] > final and final < 0.8, history
+
+
+def two_level_datamodule(root, **kwargs):
+    """One dry noise file through tanh(3x) at two knob settings whose levels differ by 10x (20 dB)."""
+    rng = np.random.default_rng(1)
+    x = (0.3 * rng.standard_normal(24_000)).astype(np.float32)
+    sf.write(root / "dry.wav", x, 48_000, subtype="FLOAT")
+    for name, level in (("quiet", 0.1), ("loud", 1.0)):
+        sf.write(root / f"{name}.wav", level * np.tanh(3 * x), 48_000, subtype="FLOAT")
+    train = [["dry.wav", "quiet.wav", [0.0]], ["dry.wav", "loud.wav", [1.0]]]
+    return EffectDataModule(root=str(root), knobs=["G"], pairs={"train": train, "test": train},
+                            segment_seconds=0.05, batch_size=2, **kwargs)
+
+
+def test_balanced_settings_weigh_each_knob_setting_the_same(tmp_path):
+    """With balance_settings, a window's loss is its MSE x P / P_setting (hand computation)."""
+    data = two_level_datamodule(tmp_path)
+    data.setup("fit")
+    settings, power = data.train_dataset.target_power_per_setting()
+    target = np.tanh(3 * sf.read(tmp_path / "dry.wav", dtype="float32")[0].astype(np.float64))
+    region = target[: data.train_dataset.region_samples[0][1]]
+    assert settings.tolist() == [[0.0], [1.0]]
+    assert power.tolist() == pytest.approx([0.01 * np.mean(region**2), np.mean(region**2)], rel=1e-5)
+
+    # a prediction of silence: every window's MSE is its target power
+    module = EffectModule(TCN(num_knobs=1, channels=4, num_blocks=2, conditioning="film"), loss={"mse": 1.0}, balance_settings=True)
+    module.setting_power = (settings, power)
+    _, y, knobs = data.train_dataset[0]
+    quiet, loud = y.unsqueeze(0), 10 * y.unsqueeze(0)  # the same window at both settings
+    both = torch.cat([quiet, loud]), torch.tensor([[0.0], [1.0]])
+    loss, _ = module.loss(*module._balanced(torch.zeros_like(both[0]), both[0], both[1]))
+    mean_power = float(power.mean())
+    expected = (float(quiet.pow(2).mean()) * mean_power / float(power[0])
+                + float(loud.pow(2).mean()) * mean_power / float(power[1])) / 2
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    assert float(quiet.pow(2).mean()) * 100 == pytest.approx(float(loud.pow(2).mean()), rel=1e-5)
+    # balanced, the two settings' terms are equal; unbalanced the loud one is 100x the quiet one
+    terms = [float(module.loss(*module._balanced(torch.zeros_like(s), s, k))[0]) for s, k in
+             ((quiet, torch.tensor([[0.0]])), (loud, torch.tensor([[1.0]])))]
+    assert terms[0] == pytest.approx(terms[1], rel=1e-5)
+    # a setting that is not in the training data keeps scale 1
+    unseen = module._balanced(torch.zeros_like(quiet), quiet, torch.tensor([[0.5]]))[1]
+    assert torch.equal(unseen, quiet)
+
+
+def test_balanced_settings_train_and_the_levels_travel_with_the_checkpoint(tmp_path):
+    data = two_level_datamodule(tmp_path)
+    module = EffectModule(TCN(num_knobs=1, channels=4, num_blocks=2, conditioning="film"), loss={"mse": 1.0}, balance_settings=True)
+    fit = trainer(tmp_path, callbacks=[ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)])
+    fit.fit(module, datamodule=data)
+    expected = [t.tolist() for t in data.train_dataset.target_power_per_setting()]
+    assert [t.tolist() for t in module.setting_power] == expected
+    checkpoint = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
+    assert checkpoint["nablafx"]["setting_power"] == expected
+    restored = EffectModule(TCN(num_knobs=1, channels=4, num_blocks=2, conditioning="film"), loss={"mse": 1.0}, balance_settings=True)
+    restored.on_load_checkpoint(checkpoint)
+    settings, power = restored.setting_power
+    assert settings.tolist() == expected[0] and power.tolist() == pytest.approx(expected[1])

@@ -129,6 +129,17 @@ class SegmentDataset(Dataset):
     def __len__(self) -> int:
         return len(self._segments)
 
+    def target_power_per_setting(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each knob setting's mean target power over its recordings' regions: ``(settings (S, K), power (S,))``."""
+        totals: dict[tuple[float, ...], list[float]] = {}
+        for target, knobs, (first, last) in zip(self._targets, self._knobs, self.region_samples):
+            region = target[:, first:last].double()
+            total = totals.setdefault(tuple(knobs.tolist()), [0.0, 0])
+            total[0] += float(region.pow(2).sum())
+            total[1] += region.numel()
+        settings = torch.tensor(list(totals), dtype=torch.float32).reshape(len(totals), self.num_knobs)
+        return settings, torch.tensor([energy / max(count, 1) for energy, count in totals.values()])
+
     def __getitem__(self, index: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         pair_index, start = index if isinstance(index, tuple) else self._segments[index]
         return (

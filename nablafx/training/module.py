@@ -95,6 +95,13 @@ class EffectModule(LightningModule):
             or ``burn_in`` for models with unbounded memory (LSTM/GRU, S4, TFiLM family).
             With TBPTT the context runs without gradient before the first chunk.
         burn_in: context of models with unbounded memory, in samples (4800 = 100 ms at 48 kHz).
+        balance_settings: weight every knob setting equally in the training and validation
+            loss: each window's target and prediction are scaled by
+            ``sqrt(P / P_setting)`` first (``P_setting``: the mean target power of that
+            setting's training recordings, ``P``: over all of them). Without it a quiet setting
+            (an overdrive's low drive, 20 dB below the rest) counts ~100x less under MSE, and
+            ends with a 4x worse ESR. Settings absent from the training data keep scale 1.
+            The logged ``esr``, ``mse``, ``l1`` and ``mrstft`` metrics stay unscaled.
         on_nonfinite: what a NaN or inf training loss or gradient does: ``"stop"`` ends the run
             with an error naming the step (the last checkpoint stays the last good one);
             ``"skip"`` drops that batch (no optimiser step) and counts it in
@@ -119,6 +126,7 @@ class EffectModule(LightningModule):
         context: int | None = None,
         burn_in: int = 4800,
         on_nonfinite: str = "stop",
+        balance_settings: bool = False,
     ):
         super().__init__()
         if on_nonfinite not in NONFINITE_POLICIES:
@@ -136,7 +144,9 @@ class EffectModule(LightningModule):
         self.context = context if context is not None else (receptive_field - 1 if receptive_field > 0 else burn_in)
         self.loss = EffectLoss(**({"weights": loss} if loss is not None else {}), pre_emphasis=pre_emphasis)
         # Validation and test report MR-STFT even when it is not trained on.
-        self._mrstft = None if "mrstft" in self.loss.weights else mrstft_loss()
+        self._mrstft = None if "mrstft" in self.loss.weights and not balance_settings else mrstft_loss()
+        # (settings (S, K), power (S,)) of the training targets, for balance_settings
+        self.setting_power: tuple[Tensor, Tensor] | None = None
         self.per_setting = metrics.PerSettingMetrics()
         self.automatic_optimization = tbptt_chunk is None
         self.sample_rate: int | None = None
@@ -158,6 +168,8 @@ class EffectModule(LightningModule):
                 f"windows; use nablafx.data.EffectDataModule"
             )
         datamodule.set_context(self.context)
+        if self.hparams.balance_settings and getattr(datamodule, "train_dataset", None) is not None:
+            self.setting_power = datamodule.train_dataset.target_power_per_setting()
         self.sample_rate = datamodule.sample_rate
         self.knob_names = list(datamodule.knob_names)
         self.dataset_name = datamodule.dataset_name
@@ -223,23 +235,38 @@ class EffectModule(LightningModule):
     def _knobs(knobs: Tensor) -> Tensor | None:
         return knobs if knobs.numel() > 0 else None
 
+    def _balanced(self, y_hat: Tensor, y: Tensor, knobs: Tensor) -> tuple[Tensor, Tensor]:
+        """``y_hat`` and ``y`` scaled so that every knob setting weighs the same (``balance_settings``)."""
+        if self.setting_power is None:
+            return y_hat, y
+        settings, power = (t.to(y.device) for t in self.setting_power)
+        if settings.shape[1] == 0:  # no knobs: one setting
+            match = torch.ones(len(y), len(power), dtype=torch.bool, device=y.device)
+        else:
+            match = (knobs.reshape(len(y), 1, -1) - settings.unsqueeze(0)).abs().amax(-1) < 1e-6
+        mean_power = power.mean()
+        scale = torch.where(match, (mean_power / power.clamp_min(1e-20)).sqrt(), 0.0).sum(-1)
+        scale = torch.where(match.any(-1), scale, 1.0).to(y.dtype).reshape(-1, *([1] * (y.dim() - 1)))
+        return y_hat * scale, y * scale
+
     def training_step(self, batch, batch_idx):
         x, y, knobs = batch
+        setting = knobs
         knobs = self._knobs(knobs)
         if self.hparams.tbptt_chunk is None:
             y_hat = self.net.forward_from(x, knobs, self.context)
-            loss, terms = self.loss(y_hat, *self._scored(y))
+            loss, terms = self.loss(*self._balanced(y_hat, *self._scored(y), setting))
             if not torch.isfinite(loss) and self._nonfinite("loss", loss):
                 return None  # Lightning skips the optimiser step
         else:
-            loss, terms = self._tbptt_step(x, y, knobs)
+            loss, terms = self._tbptt_step(x, y, knobs, setting)
         batch_size = x.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
         for name, value in terms.items():
             self.log(f"train/{name}", value, batch_size=batch_size)
         return loss
 
-    def _tbptt_step(self, x: Tensor, y: Tensor, knobs: Tensor | None):
+    def _tbptt_step(self, x: Tensor, y: Tensor, knobs: Tensor | None, setting: Tensor):
         optimizer = self.optimizers()
         chunk, burn_in = self.hparams.tbptt_chunk, self.context
         state = None
@@ -250,7 +277,7 @@ class EffectModule(LightningModule):
         steps = 0
         for start in range(burn_in, x.shape[-1] - chunk + 1, chunk):
             y_hat, state = self.net(x[..., start : start + chunk], knobs, state)
-            loss, terms = self.loss(y_hat, y[..., start : start + chunk])
+            loss, terms = self.loss(*self._balanced(y_hat, y[..., start : start + chunk], setting))
             if not torch.isfinite(loss) and self._nonfinite("loss", loss):
                 state = detach_state(state)
                 continue
@@ -305,7 +332,7 @@ class EffectModule(LightningModule):
         x, y, knobs = batch
         y_hat = self.net.forward_from(x, self._knobs(knobs), self.context)
         x, y = self._scored(x, y)
-        loss, terms = self.loss(y_hat, y)
+        loss, terms = self.loss(*self._balanced(y_hat, y, knobs))
         values = {
             "loss": loss,
             "l1": metrics.l1(y_hat, y),
@@ -388,6 +415,8 @@ class EffectModule(LightningModule):
             "receptive_field": self.net.receptive_field,
             "latency": self.net.latency,
         }
+        if self.setting_power is not None:
+            checkpoint["nablafx"]["setting_power"] = [t.tolist() for t in self.setting_power]
         if self._plateau is not None:
             checkpoint["nablafx_plateau"] = self._plateau.state_dict()
 
@@ -398,6 +427,10 @@ class EffectModule(LightningModule):
         self.dataset_name = meta.get("dataset")
         self.val_esr = meta.get("val_esr")
         self._plateau_state = checkpoint.get("nablafx_plateau")
+        if self.hparams.balance_settings and meta.get("setting_power"):  # test and predict have no training data
+            settings, power = meta["setting_power"]
+            self.setting_power = (torch.tensor(settings, dtype=torch.float32).reshape(len(power), -1),
+                                  torch.tensor(power, dtype=torch.float64))
 
     def on_fit_start(self) -> None:
         # Resuming: restore the plateau schedule saved with the checkpoint.
