@@ -18,8 +18,10 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
-from typing import Any, Callable
+import itertools
+from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from nablafx.errors import ConfigError
@@ -167,14 +169,33 @@ def detach_state(state: State) -> State:
 
 
 @torch.no_grad()
+def feed_blocks(process: Callable[[Any], Any], x, block_sizes: int | Sequence[int]):
+    """``process`` applied to consecutive blocks of ``x`` along its last axis, the outputs joined
+    (a tensor or a NumPy array, as ``process`` returns): what a host does with a stream.
+    ``block_sizes`` is one size, or sizes taken in turn (a host whose buffers vary)."""
+    sizes = (block_sizes,) if isinstance(block_sizes, int) else tuple(block_sizes)
+    if not sizes or min(sizes) < 1:
+        raise ConfigError(f"block sizes must be >= 1 samples, got {list(sizes)}")
+    outputs, start = [], 0
+    for size in itertools.cycle(sizes):
+        if start >= x.shape[-1]:
+            break
+        outputs.append(process(x[..., start : start + size]))
+        start += size
+    if not outputs:
+        return x[..., :0].clone() if isinstance(x, Tensor) else x[..., :0].copy()
+    return torch.cat(outputs, dim=-1) if isinstance(outputs[0], Tensor) else np.concatenate(outputs, axis=-1)
+
+
 def process_in_blocks(
     model: nn.Module, x: Tensor, knobs: Tensor | None = None, block_size: int = 4096, state: State = None
 ) -> tuple[Tensor, State]:
     """Stream ``x`` through ``model`` in blocks of ``block_size`` samples, carrying the state."""
-    if block_size < 1:
-        raise ConfigError(f"block_size must be >= 1, got {block_size}")
-    outputs = []
-    for start in range(0, x.shape[-1], block_size):
-        y, state = model(x[..., start : start + block_size], knobs, state)
-        outputs.append(y)
-    return torch.cat(outputs, dim=-1), state
+    carried = state
+
+    def step(block: Tensor) -> Tensor:
+        nonlocal carried
+        y, carried = model(block, knobs, carried)
+        return y
+
+    return feed_blocks(step, x, block_size), carried

@@ -13,7 +13,8 @@ import yaml
 from export_helpers import blocks_of, build, knob_names, signal, torch_output
 
 from nablafx.core import from_config
-from nablafx.export import StreamingRuntime, check_export, export_model
+from nablafx.export import check_export, export_model
+from nablafx.runtime import StreamingRuntime
 from nablafx.export.bench import bench_exported, format_table
 from nablafx.export.metadata import ExportMetadata
 from nablafx.training.module import EffectModule

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 
+import numpy as np
 import pytest
 import torch
 
@@ -219,3 +220,23 @@ def test_ssm_cache_follows_parameter_updates():
         ssm.D.add_(1.0)  # as an optimiser step would
         after, _ = ssm(u)
     assert torch.allclose(after - before, u, atol=1e-5)
+
+
+def test_feed_blocks_takes_sizes_in_turn_and_keeps_the_type():
+    from nablafx.core import feed_blocks
+    from nablafx.errors import ConfigError
+
+    seen = []
+
+    def record(block):
+        seen.append(block.shape[-1])
+        return 2 * block
+
+    x = np.arange(20, dtype=np.float32)
+    y = feed_blocks(record, x, (1, 7, 3))
+    assert seen == [1, 7, 3, 1, 7, 1] and isinstance(y, np.ndarray) and np.array_equal(y, 2 * x)
+    t = torch.arange(10.0).reshape(1, 1, 10)
+    assert torch.equal(feed_blocks(lambda b: b + 1, t, 4), t + 1)
+    assert feed_blocks(record, torch.zeros(1, 1, 0), 4).shape == (1, 1, 0)
+    with pytest.raises(ConfigError, match="block sizes must be >= 1"):
+        feed_blocks(record, x, (64, 0))

@@ -21,7 +21,7 @@ of them, or a checkpoint) it reports:
 Timings are the best of ``--repeats`` runs; on a shared machine they are noisy.
 
 ``--stream-memory`` streams one model (``--hours``, default 1, or ``--minutes`` of audio) in
-``--block-size`` (64) sample blocks through :class:`nablafx.export.StreamingRuntime`, one thread,
+``--block-size`` (64) sample blocks through :class:`nablafx.runtime.StreamingRuntime`, one thread,
 and samples the process's resident memory (``/proc/self/statm``; peak RSS from
 ``resource.getrusage`` where there is no ``/proc``) every ``--every-minutes`` of audio: a table
 of audio time vs RSS and its growth, which must stay flat for a plugin that runs for hours.
@@ -64,11 +64,11 @@ only (not DSP processors of gray-box chains).
 With --exported, each artefact written by `nablafx export` (.pt, .onnx, .nm) is streamed by
 its consumer (torch.jit / onnxruntime / neutone-sdk) at each block size, one thread, next to
 PyTorch streaming of the same architecture (rebuilt from the config recorded in the
-artefact) through nablafx.export.StreamingRuntime; figures are x real time (audio seconds
+artefact) through nablafx.runtime.StreamingRuntime; figures are x real time (audio seconds
 per CPU second, higher is faster; RTF = 1 / x). --quick then times 0.25 s per block size.
 
 With --stream-memory, one model streams --hours (or --minutes) of noise in --block-size blocks
-through nablafx.export.StreamingRuntime, one thread; resident memory (RSS) is sampled every
+through nablafx.runtime.StreamingRuntime, one thread; resident memory (RSS) is sampled every
 --every-minutes of audio and printed against audio time with its growth; --quick streams 1
 minute, sampled every 10 s.
 
@@ -306,7 +306,7 @@ def stream_memory(model: nn.Module, seconds: float, every_seconds: float, block_
     handed to ``on_sample`` as it is taken (progress of a long run). The input cycles through one second of noise, so the loop itself allocates nothing
     that lives longer than a block.
     """
-    from nablafx.export.runtime import StreamingRuntime
+    from nablafx.runtime import StreamingRuntime
 
     if block_size < 1:
         raise ConfigError(f"--block-size must be >= 1, got {block_size}")
@@ -444,7 +444,7 @@ faster; RTF = 1 / x), per host block size (columns):
     (torch.jit.load / onnxruntime / neutone-sdk), loaded afresh for each block size
   runtime pytorch stream: PyTorch streaming of the same architecture, rebuilt from the model
     config recorded in the artefact (weights do not change the cost), through
-    nablafx.export.StreamingRuntime"""
+    nablafx.runtime.StreamingRuntime"""
 
 
 def run_exported(args: argparse.Namespace) -> int:

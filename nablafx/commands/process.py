@@ -11,7 +11,8 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from nablafx.export.runtime import StreamingRuntime
+from nablafx.core import feed_blocks
+from nablafx.runtime import StreamingRuntime
 from nablafx.errors import ConfigError, MissingFileError
 from nablafx.files import replaced_atomically
 
@@ -78,7 +79,7 @@ def write_wav_atomically(path: Path, audio: np.ndarray, sample_rate: int) -> Non
 def apply_model(net, audio: torch.Tensor, knobs: torch.Tensor | None, block_size: int | None) -> torch.Tensor:
     """Process ``audio`` (channels, time): each channel as one batch item (an independent stream).
 
-    With ``block_size`` the audio goes through :class:`~nablafx.export.StreamingRuntime`
+    With ``block_size`` the audio goes through :class:`~nablafx.runtime.StreamingRuntime`
     block by block, as a plugin host drives the model (``reset`` / ``process``); the output
     equals the one-call output. Neither path compensates the model's ``latency`` (0 for
     every causal nablafx model), so they stay comparable sample for sample.
@@ -90,9 +91,7 @@ def apply_model(net, audio: torch.Tensor, knobs: torch.Tensor | None, block_size
             y, _ = net(x, batch_knobs)
         return y[:, 0, :]
     runtime = StreamingRuntime(net, None if knobs is None else knobs.reshape(-1))
-    blocks = [runtime.process(audio[:, start : start + block_size])
-              for start in range(0, audio.shape[-1], block_size)]
-    return torch.cat(blocks, dim=-1) if blocks else audio.clone()
+    return feed_blocks(runtime.process, audio, block_size)
 
 
 def run(args: argparse.Namespace) -> int:

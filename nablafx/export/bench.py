@@ -12,7 +12,7 @@ C++ plugin's.
 
 The PyTorch figure runs the same architecture (rebuilt from the config stored in the
 artefact's metadata; the weights do not change the cost) through
-:class:`~nablafx.export.runtime.StreamingRuntime`.
+:class:`~nablafx.runtime.StreamingRuntime`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from nablafx.core import from_config
-from nablafx.export.runtime import StreamingRuntime
+from nablafx.runtime import StreamingRuntime
 from nablafx.errors import ConfigError, MissingFileError
 
 BLOCK_SIZES = (32, 64, 128, 256, 512, 1024, 2048)
@@ -181,7 +181,7 @@ def format_table(results: list[dict]) -> str:
 
     The ``runtime`` column names the exported artefact's format (torchscript, onnx, neutone)
     for the artefact run by its consumer, ``pytorch stream`` for the same architecture
-    streamed in PyTorch through :class:`~nablafx.export.runtime.StreamingRuntime`.
+    streamed in PyTorch through :class:`~nablafx.runtime.StreamingRuntime`.
     """
     sizes = results[0]["block_sizes"]
     width = max(28, *(len(Path(result["path"]).name) for result in results))

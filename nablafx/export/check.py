@@ -8,8 +8,6 @@ pass exercises single-sample calls, odd lengths and long blocks with the state c
 
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 import torch
 from torch import nn
@@ -17,7 +15,7 @@ from torch import nn
 #: Largest absolute sample error an artefact may show on the test signal (audio in [-1, 1]).
 DEFAULT_TOLERANCE = 1e-4
 
-#: Block sizes cycled through by :func:`stream_irregular`.
+#: Block sizes taken in turn (:func:`nablafx.core.feed_blocks`) when checking a streaming artefact.
 IRREGULAR_BLOCKS = (1, 7, 64, 97, 512, 3)
 
 
@@ -48,18 +46,6 @@ def reference_output(net: nn.Module, x: np.ndarray, knobs: np.ndarray | None, st
     knob_tensor = torch.from_numpy(knobs).reshape(1, -1) if net.num_knobs else None
     y, _ = net(torch.from_numpy(x).reshape(1, 1, -1), knob_tensor, state)
     return y.reshape(-1).numpy()
-
-
-def stream_irregular(process: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
-                     blocks: tuple[int, ...] = IRREGULAR_BLOCKS) -> np.ndarray:
-    """Feed ``x`` to a stateful ``process(block) -> block`` in blocks cycling through ``blocks``."""
-    outputs, start, i = [], 0, 0
-    while start < len(x):
-        size = blocks[i % len(blocks)]
-        outputs.append(np.asarray(process(x[start : start + size])).reshape(-1))
-        start += size
-        i += 1
-    return np.concatenate(outputs)
 
 
 def max_error(a: np.ndarray, b: np.ndarray) -> float:

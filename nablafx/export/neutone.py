@@ -28,7 +28,7 @@ from torch import nn
 from nablafx.export.check import max_error, reference_output
 from nablafx.export.errors import UnsupportedExport
 from nablafx.export.metadata import ExportMetadata
-from nablafx.export.streaming import fastest_piece, trace_step
+from nablafx.export import torchscript
 
 MAX_KNOBS = 4
 METADATA_FILE = "nablafx.json"
@@ -85,8 +85,7 @@ def write(net: nn.Module, metadata: ExportMetadata, path: Path) -> None:
 
     from nablafx.export.neutone_effect import NeutoneEffect
 
-    step, state, _ = trace_step(net, freeze=True)
-    effect = NeutoneEffect(step, state, metadata, fastest_piece(step, state, net.num_knobs))
+    effect = NeutoneEffect(torchscript.streamer(net, metadata), metadata)
     with tempfile.TemporaryDirectory() as folder:
         # The SDK writes model.nm + metadata.json, reloads the model and tests its plugin
         # methods; our own check (verify) compares the audio afterwards.

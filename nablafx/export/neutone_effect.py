@@ -11,13 +11,14 @@ from torch import Tensor
 
 from nablafx.export.metadata import ExportMetadata
 from nablafx.export.neutone import neutone_info
+from nablafx.export.torchscript import StatefulStreamer
 
 
 class NeutoneEffect(WaveformToWaveformBase):
-    """A traced nablafx streaming step as a Neutone FX model (see :mod:`nablafx.export.neutone`)."""
+    """The TorchScript export's :class:`~nablafx.export.torchscript.StatefulStreamer` (traced step,
+    state, pieces of ``max_piece``) as a Neutone FX model (see :mod:`nablafx.export.neutone`)."""
 
-    def __init__(self, step: torch.jit.ScriptModule, state: list[Tensor], metadata: ExportMetadata,
-                 max_piece: int):
+    def __init__(self, streamer: StatefulStreamer, metadata: ExportMetadata):
         # The SDK calls the metadata methods inside its constructor, so the values go in
         # first, outside nn.Module's attribute machinery; one attribute per value, since
         # TorchScript compiles those methods too and needs each attribute to have one type.
@@ -27,11 +28,8 @@ class NeutoneEffect(WaveformToWaveformBase):
         object.__setattr__(self, "_knob_names", list(metadata.knob_names))
         object.__setattr__(self, "_sample_rate", metadata.sample_rate or 0)
         object.__setattr__(self, "_model_version", metadata.nablafx_version)
-        super().__init__(step)
-        self.initial = tuple(state)  # tuples: TorchScript unpacks them into the step call
-        self.state = tuple(s.clone() for s in state)
+        super().__init__(streamer)  # the SDK scripts it with this wrapper; it keeps the state
         self.latency = metadata.latency
-        self.max_piece = max_piece  # buffers are run in pieces of at most this length
 
     def get_model_name(self) -> str:
         return self._name
@@ -78,16 +76,10 @@ class NeutoneEffect(WaveformToWaveformBase):
     def do_forward_pass(self, x: Tensor, params: Dict[str, Tensor]) -> Tensor:
         knobs = [params[name] for name in self.neutone_parameter_names]  # the knob names, in order
         k = (torch.stack(knobs, dim=-1) if len(knobs) > 0 else x.new_zeros(1, 0)).reshape(1, -1)
-        audio = x.unsqueeze(0)
-        pieces: List[Tensor] = []
-        for start in range(0, audio.shape[-1], self.max_piece):
-            out = self.model(audio[:, :, start : start + self.max_piece], k, *self.state)
-            self.state = out[1:]
-            pieces.append(out[0])
-        return torch.cat(pieces, dim=-1).squeeze(0)
+        return self.model.process(x.reshape(-1), k).reshape(x.shape)
 
     def reset_model(self) -> bool:
-        self.state = self.initial
+        self.model.reset()
         return True
 
     @torch.jit.export

@@ -40,7 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nablafx.export.check import IRREGULAR_BLOCKS, max_error, reference_output, stream_irregular
+from nablafx.core import feed_blocks
+from nablafx.export.check import IRREGULAR_BLOCKS, max_error, reference_output
 from nablafx.export.errors import UnsupportedExport
 from nablafx.export.metadata import ExportMetadata
 from nablafx.export.streaming import trace_step
@@ -193,5 +194,5 @@ def verify(path: Path, net: nn.Module, x: np.ndarray, knobs: np.ndarray,
     reference = reference_output(net, x, knobs)
     errors = {"one call": max_error(streamer.process(x, knobs), reference)}
     streamer.reset()
-    errors[f"blocks {blocks}"] = max_error(stream_irregular(lambda b: streamer.process(b, knobs), x, blocks), reference)
+    errors[f"blocks {blocks}"] = max_error(feed_blocks(lambda b: streamer.process(b, knobs), x, blocks), reference)
     return errors

@@ -35,7 +35,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from nablafx.export.check import IRREGULAR_BLOCKS, max_error, reference_output, stream_irregular
+from nablafx.core import feed_blocks
+from nablafx.export.check import IRREGULAR_BLOCKS, max_error, reference_output
 from nablafx.export.metadata import ExportMetadata
 from nablafx.export.streaming import fastest_piece, trace_step
 
@@ -92,9 +93,14 @@ def check(net: nn.Module, metadata: ExportMetadata) -> None:
     """Every nablafx model traces (see :mod:`nablafx.export.streaming`)."""
 
 
-def write(net: nn.Module, metadata: ExportMetadata, path: Path) -> None:
+def streamer(net: nn.Module, metadata: ExportMetadata) -> StatefulStreamer:
+    """``net``'s traced streaming step in a :class:`StatefulStreamer` (not yet scripted)."""
     step, state, _ = trace_step(net, freeze=True)
-    module = torch.jit.script(StatefulStreamer(step, state, metadata, fastest_piece(step, state, net.num_knobs)))
+    return StatefulStreamer(step, state, metadata, fastest_piece(step, state, net.num_knobs))
+
+
+def write(net: nn.Module, metadata: ExportMetadata, path: Path) -> None:
+    module = torch.jit.script(streamer(net, metadata))
     torch.jit.save(module, str(path), _extra_files={METADATA_FILE: json.dumps(metadata.to_dict(), indent=2)})
 
 
@@ -118,11 +124,13 @@ def verify(path: Path, net: nn.Module, x: np.ndarray, knobs: np.ndarray,
     module.reset()
     errors["one call"] = max_error(process(x), reference)
     module.reset()
-    errors[f"blocks {blocks}"] = max_error(stream_irregular(process, x, blocks), reference)
+    errors[f"blocks {blocks}"] = max_error(feed_blocks(process, x, blocks), reference)
     state = module.initial_state()
-    outputs = []
-    for start in range(0, len(x), 64):
-        y, *state = module.step(torch.from_numpy(x[start : start + 64]).reshape(1, 1, -1), k.reshape(1, -1), *state)
-        outputs.append(y.reshape(-1).numpy())
-    errors["step, blocks of 64"] = max_error(np.concatenate(outputs), reference)
+
+    def step(block: np.ndarray) -> np.ndarray:
+        nonlocal state
+        y, *state = module.step(torch.from_numpy(block).reshape(1, 1, -1), k.reshape(1, -1), *state)
+        return y.reshape(-1).numpy()
+
+    errors["step, blocks of 64"] = max_error(feed_blocks(step, x, 64), reference)
     return errors

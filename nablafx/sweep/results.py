@@ -72,7 +72,7 @@ def family_and_conditioning(net_config: dict) -> tuple[str, str]:
 def speed(net: torch.nn.Module, sample_rate: int, seconds: float = 0.5, budget: float = 0.5) -> list[dict]:
     """Streaming speed (times real time, one thread) at each block size: short timings."""
     from nablafx.export.bench import times_real_time
-    from nablafx.export.runtime import StreamingRuntime
+    from nablafx.runtime import StreamingRuntime
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
