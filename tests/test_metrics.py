@@ -184,6 +184,21 @@ def test_per_setting_accumulation_over_batches_equals_hand_grouped_means():
     assert acc.rows() == [] and len(acc) == 0
 
 
+def test_per_setting_esr_pools_the_energy_of_all_a_settings_audio():
+    """ESR per setting = sum of error energy / sum of target energy over its examples: a quiet
+    segment with a large ratio does not outweigh a loud one (a mean of ratios would give 0.5)."""
+    acc = PerSettingMetrics(ratios={"esr": ("error_energy", "target_energy")})
+    loud, quiet = torch.ones(1, 1, 100), 0.01 * torch.ones(1, 1, 100)
+    for y, y_hat, key in ((loud, 0.99 * loud, "G=1"), (quiet, 0.0 * quiet, "G=1"), (loud, 0.9 * loud, "G=0")):
+        acc.update([key], error_energy=(y - y_hat).pow(2).flatten(1).sum(-1), target_energy=y.pow(2).flatten(1).sum(-1),
+                   l1=metrics.l1_per_example(y_hat, y))
+    rows = {row["setting"]: row for row in acc.rows()}
+    assert rows["G=1"]["esr"] == pytest.approx((100 * 0.01**2 + 100 * 0.01**2) / (100 + 100 * 0.01**2))
+    assert rows["G=0"]["esr"] == pytest.approx(0.01)
+    assert rows["G=1"].keys() == {"setting", "examples", "l1", "esr"}  # the parts are left out
+    assert acc.overall()["esr"] == pytest.approx((0.01 + 0.01 + 1.0) / (200 + 0.01))
+
+
 def test_per_setting_metrics_takes_sequences_and_catches_mismatches():
     acc = PerSettingMetrics()
     acc.update(["a", "b", "a"], esr=[1.0, 2.0, 3.0], l1=torch.tensor([[1.0], [1.0], [0.0]]))

@@ -201,6 +201,12 @@ class PerSettingMetrics:
         acc.rows()  # [{"setting": "G=0.5", "examples": 2, "esr": 0.15, "l1": ...},
                     #  {"setting": "G=1", "examples": 1, "esr": 0.3, "l1": ...}]
 
+    ``ratios`` names metrics pooled over a setting's examples instead of averaged:
+    ``PerSettingMetrics(ratios={"esr": ("error_energy", "target_energy")})`` reports
+    ``esr = sum(error_energy) / sum(target_energy)`` per setting (the error-to-signal ratio of
+    all its audio, as NAM and Wright & Välimäki compute it, whatever the segment length) and
+    leaves the two parts out of the rows.
+
     The metric names are free (``esr``, ``l1``, ``mse``, ``mrstft``, ``lufs_diff``, ...)
     but fixed by the first ``update``: every later one must give the same names. Values
     are ``(batch,)`` tensors (any shape with ``batch`` elements, any device) or
@@ -209,8 +215,16 @@ class PerSettingMetrics:
     under DDP each rank holds only its own examples until :meth:`sync` merges them.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, ratios: dict[str, tuple[str, str]] | None = None) -> None:
+        self.ratios = dict(ratios or {})
         self.reset()
+
+    def _with_ratios(self, means: dict) -> dict:
+        for name, (numerator, denominator) in self.ratios.items():
+            if numerator in means and denominator in means:
+                top, bottom = means.pop(numerator), means.pop(denominator)
+                means[name] = top / bottom if bottom > 0 else math.nan
+        return means
 
     def reset(self) -> None:
         self.names: tuple[str, ...] | None = None
@@ -266,9 +280,10 @@ class PerSettingMetrics:
                     merged[j] += sums[key][k]
 
     def rows(self) -> list[dict]:
-        """One ``{"setting", "examples", <metric>: mean, ...}`` dict per setting."""
+        """One ``{"setting", "examples", <metric>: mean (or pooled ratio), ...}`` dict per setting."""
         return [
-            {"setting": key, "examples": count, **{n: s / count for n, s in zip(self.names, self._sums[key])}}
+            {"setting": key, "examples": count,
+             **self._with_ratios({n: s / count for n, s in zip(self.names, self._sums[key])})}
             for key, count in self._counts.items()
         ]
 
@@ -277,7 +292,7 @@ class PerSettingMetrics:
         count = sum(self._counts.values())
         totals = [sum(sums[j] for sums in self._sums.values()) for j in range(len(self.names or ()))]
         means = {n: (t / count if count else math.nan) for n, t in zip(self.names or (), totals)}
-        return {"setting": "all", "examples": count, **means}
+        return {"setting": "all", "examples": count, **self._with_ratios(means)}
 
     def __len__(self) -> int:
         return len(self._counts)

@@ -147,7 +147,8 @@ class EffectModule(LightningModule):
         self._mrstft = None if "mrstft" in self.loss.weights and not balance_settings else mrstft_loss()
         # (settings (S, K), power (S,)) of the training targets, for balance_settings
         self.setting_power: tuple[Tensor, Tensor] | None = None
-        self.per_setting = metrics.PerSettingMetrics()
+        # per setting, ESR over all its test audio (not a mean of segment ratios)
+        self.per_setting = metrics.PerSettingMetrics(ratios={"esr": ("error_energy", "target_energy")})
         self.automatic_optimization = tbptt_chunk is None
         self.sample_rate: int | None = None
         self.knob_names: list[str] = []
@@ -356,7 +357,8 @@ class EffectModule(LightningModule):
         y, y_hat = outputs["y"], outputs["y_hat"]
         self.per_setting.update(
             metrics.setting_keys(batch[2], self.knob_names),
-            esr=metrics.esr_per_example(y_hat, y),
+            error_energy=(y - y_hat).pow(2).flatten(1).sum(-1),
+            target_energy=y.pow(2).flatten(1).sum(-1),
             l1=metrics.l1_per_example(y_hat, y),
             mse=metrics.mse_per_example(y_hat, y),
             mrstft=metrics.mrstft_per_example(y_hat, y),
