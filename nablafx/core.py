@@ -172,7 +172,8 @@ def detach_state(state: State) -> State:
 def feed_blocks(process: Callable[[Any], Any], x, block_sizes: int | Sequence[int]):
     """``process`` applied to consecutive blocks of ``x`` along its last axis, the outputs joined
     (a tensor or a NumPy array, as ``process`` returns): what a host does with a stream.
-    ``block_sizes`` is one size, or sizes taken in turn (a host whose buffers vary)."""
+    ``block_sizes`` is one size, or sizes taken in turn (a host whose buffers vary). Runs
+    without autograd: streaming is inference."""
     sizes = (block_sizes,) if isinstance(block_sizes, int) else tuple(block_sizes)
     if not sizes or min(sizes) < 1:
         raise ConfigError(f"block sizes must be >= 1 samples, got {list(sizes)}")

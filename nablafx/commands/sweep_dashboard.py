@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def storage_url(folder: str | None, storage: str | None) -> str:
     if (folder is None) == (storage is None):
-        raise ConfigError("give a sweep folder (nablafx sweep dashboard sweeps/<name>) or --storage URL, not both")
+        raise ConfigError("give one of: a sweep folder (nablafx sweep dashboard sweeps/<name>) or --storage URL")
     if storage is not None:
         return storage
     journal = Path(folder) / "study.journal"

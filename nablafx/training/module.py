@@ -241,44 +241,41 @@ class EffectModule(LightningModule):
         if self.setting_power is None:
             return y_hat, y
         settings, power = (t.to(y.device) for t in self.setting_power)
-        if settings.shape[1] == 0:  # no knobs: one setting
-            match = torch.ones(len(y), len(power), dtype=torch.bool, device=y.device)
-        else:
-            match = (knobs.reshape(len(y), 1, -1) - settings.unsqueeze(0)).abs().amax(-1) < 1e-6
-        mean_power = power.mean()
-        scale = torch.where(match, (mean_power / power.clamp_min(1e-20)).sqrt(), 0.0).sum(-1)
-        scale = torch.where(match.any(-1), scale, 1.0).to(y.dtype).reshape(-1, *([1] * (y.dim() - 1)))
+        # (batch, S): which setting each window is; with no knobs every window matches the one setting
+        match = (knobs.reshape(len(y), 1, -1) - settings.unsqueeze(0)).abs().le(1e-6).all(-1)
+        per_setting = (power.mean() / power.clamp_min(1e-20)).sqrt()
+        scale = torch.where(match.any(-1), (match * per_setting).sum(-1), 1.0)
+        scale = scale.to(y.dtype).reshape(-1, *([1] * (y.dim() - 1)))
         return y_hat * scale, y * scale
 
     def training_step(self, batch, batch_idx):
         x, y, knobs = batch
-        setting = knobs
-        knobs = self._knobs(knobs)
         if self.hparams.tbptt_chunk is None:
-            y_hat = self.net.forward_from(x, knobs, self.context)
-            loss, terms = self.loss(*self._balanced(y_hat, *self._scored(y), setting))
+            y_hat = self.net.forward_from(x, self._knobs(knobs), self.context)
+            loss, terms = self.loss(*self._balanced(y_hat, *self._scored(y), knobs))
             if not torch.isfinite(loss) and self._nonfinite("loss", loss):
                 return None  # Lightning skips the optimiser step
         else:
-            loss, terms = self._tbptt_step(x, y, knobs, setting)
+            loss, terms = self._tbptt_step(x, y, knobs)
         batch_size = x.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
         for name, value in terms.items():
             self.log(f"train/{name}", value, batch_size=batch_size)
         return loss
 
-    def _tbptt_step(self, x: Tensor, y: Tensor, knobs: Tensor | None, setting: Tensor):
+    def _tbptt_step(self, x: Tensor, y: Tensor, knobs: Tensor):
         optimizer = self.optimizers()
         chunk, burn_in = self.hparams.tbptt_chunk, self.context
+        net_knobs = self._knobs(knobs)
         state = None
         if burn_in > 0:
             with torch.no_grad():
-                _, state = self.net(x[..., :burn_in], knobs, None)
+                _, state = self.net(x[..., :burn_in], net_knobs, None)
         totals: dict[str, Tensor] = {}
         steps = 0
         for start in range(burn_in, x.shape[-1] - chunk + 1, chunk):
-            y_hat, state = self.net(x[..., start : start + chunk], knobs, state)
-            loss, terms = self.loss(*self._balanced(y_hat, y[..., start : start + chunk], setting))
+            y_hat, state = self.net(x[..., start : start + chunk], net_knobs, state)
+            loss, terms = self.loss(*self._balanced(y_hat, y[..., start : start + chunk], knobs))
             if not torch.isfinite(loss) and self._nonfinite("loss", loss):
                 state = detach_state(state)
                 continue
