@@ -22,7 +22,7 @@ FACTORIES = {
     "tcn-film-k2": lambda: TCN(num_knobs=2, channels=8, num_blocks=3, kernel_size=5, conditioning="film"),
     "gcn": lambda: GCN(channels=8, num_blocks=3, kernel_size=5, dilation_growth=4),
     "s4": lambda: S4(channels=8, num_blocks=2, state_size=4),
-    # block-rate control (swapped for its scripted form before tracing, see nablafx.export.block_rate)
+    # block-rate control (compiled before tracing, see nablafx.controllers.block_rate)
     "tcn-tvfilm": lambda: TCN(channels=8, num_blocks=2, kernel_size=5, conditioning="tvfilm", control_block_size=32),
     "gcn-tfilm-k1": lambda: GCN(num_knobs=1, channels=4, num_blocks=2, kernel_size=3, conditioning="tfilm",
                                 control_block_size=16),

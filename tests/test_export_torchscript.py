@@ -92,12 +92,11 @@ def test_moving_knobs_mid_stream_follows_the_model(tmp_path):
 
 def test_s4_block_form_matches_the_per_sample_recurrence():
     """The exported S4 layer (operators fixed at export) against the SSM's definition."""
-    from nablafx.export.ssm import BlockSSM
-    from nablafx.models.s4 import DiagonalSSM
+    from nablafx.models.s4 import DiagonalSSM, FrozenBlockSSM
 
     net = build("s4")
     ssm = next(module for module in net.modules() if isinstance(module, DiagonalSSM))
-    kernel = torch.jit.script(BlockSSM(ssm, chunk=64))
+    kernel = torch.jit.script(FrozenBlockSSM(ssm))
     u = torch.randn(2, ssm.channels, 500, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected, expected_state = ssm.recurrence(u)

@@ -17,7 +17,8 @@ CFG = Path(__file__).resolve().parents[1] / "cfg" / "model" / "gb"
 
 # Published parameter counts (NablAFx, arXiv 2502.14405) and ours. Every difference is the
 # linear read-out of a dynamic controller (hidden 1 -> 1 parameter: +2), which lets the
-# sigmoid reach the whole [0, 1] range (known pitfall 2); the published controller had none.
+# sigmoid reach the whole [0, 1] range (a bare sigmoid of the LSTM's bounded output
+# cannot); the published controller had none.
 PARAMETER_COUNTS = {  # config: (published, ours)
     "gb-comp": (47, 49),
     "gb-dist-mlp": (2244, 2244),

@@ -8,9 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from nablafx import benchmark
 from nablafx.commands import bench
 from nablafx.models import RNN, S4, TCN
 
@@ -68,41 +70,70 @@ FULL_ARGS = ["--batch", "2", "--seconds", "0.05", "--infer-seconds", "0.05", "--
 
 def test_full_report_figures_follow_from_the_measured_times(capsys, monkeypatch):
     """Every timing is turned into the promised unit: with each timed run taking exactly 0.125 s,
-    training throughput = batch x seconds / 0.125, RTF = 0.125 / audio seconds actually streamed."""
+    training throughput = batch x seconds / 0.125, x real time = audio seconds actually streamed / 0.125."""
     elapsed, runs = 0.125, []
 
-    def fixed_time(fn, repeats):
+    def fixed_time(fn, repeats=1):
         fn()  # the real work still runs once (shapes, state hand-over)
         runs.append(repeats)
-        return elapsed
+        return benchmark.Timing(cpu=elapsed, wall=elapsed)
 
-    monkeypatch.setattr(bench, "best_time", fixed_time)
+    monkeypatch.setattr(benchmark, "best_time", fixed_time)
     (report,) = run_bench(capsys, "--json", str(CFG / "s4" / "s4-tvf-b4-s4-c16-k1.yaml"), *FULL_ARGS)
     assert report["params"] == 11_185 and report["inference_threads"] == 1
     assert report["train_batch"] == [2, 0.05]
     assert report["train_audio_seconds_per_second"] == pytest.approx(2 * 0.05 / elapsed)
-    assert report["rtf_offline"] == pytest.approx(elapsed / 0.05)
+    assert report["x_real_time_offline"] == pytest.approx(0.05 / elapsed)
     # 0.02 s = 960 samples, cut to whole blocks: 960 for 32 and 64, 900 for 100
-    assert report["rtf_stream"] == pytest.approx({"32": elapsed / 0.02, "100": elapsed / (900 / 48_000),
-                                                  "64": elapsed / 0.02})
-    assert report["stream_overhead_64"] == pytest.approx(0.05 / 0.02)  # (t / 0.02 s) / (t / 0.05 s)
+    assert report["x_real_time_stream"] == pytest.approx({"32": 0.02 / elapsed, "100": (900 / 48_000) / elapsed,
+                                                          "64": 0.02 / elapsed}, rel=1e-3)
+    assert report["stream_overhead_64"] == pytest.approx(0.05 / 0.02)  # (0.05 s / t) / (0.02 s / t)
     assert runs == [1] * 5  # training, offline, three block sizes
+
+
+class FakeClock:
+    """Stands in for the ``time`` module: time moves only when the model under test runs."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    thread_time = perf_counter
+
+
+def test_times_real_time_streams_the_example_signal_and_stops_at_the_budget(monkeypatch):
+    clock, blocks = FakeClock(), []
+    monkeypatch.setattr(benchmark, "time", clock)
+
+    def process(block):
+        blocks.append(block.copy())
+        clock.now += 0.5  # each 64-sample block takes half a second
+
+    speed = benchmark.times_real_time(process, 48_000, 64, seconds=1.0, budget=1.2, repeats=2, warm_up=3)
+    # per run: blocks at 0.5, 1.0, 1.5 s; the third crosses the 1.2 s budget and ends the run
+    assert len(blocks) == 3 + 2 * 3
+    assert speed == benchmark.Timing(cpu=3 * 64 / 48_000 / 1.5, wall=3 * 64 / 48_000 / 1.5)
+    signal = benchmark.example_signal(1, (48_000 // 64 + 3) * 64).numpy().reshape(-1, 64)
+    np.testing.assert_array_equal(np.stack(blocks[:6]), signal[:6])  # warm-up, then the timed blocks in order
+    np.testing.assert_array_equal(blocks[6], signal[3])  # each run streams the same audio again
 
 
 def test_full_report_with_real_timings(capsys):
     (report,) = run_bench(capsys, "--json", str(CFG / "tcn" / "tcn-45-s-16.yaml"), *FULL_ARGS)
     assert set(report) == {"model", "params", "receptive_field", "macs_per_sample", "train_audio_seconds_per_second",
-                           "train_threads", "train_batch", "inference_threads", "rtf_offline", "rtf_stream",
-                           "stream_overhead_64"}
-    assert list(report["rtf_stream"]) == ["32", "100", "64"]  # in the order asked for
-    assert report["stream_overhead_64"] == pytest.approx(report["rtf_stream"]["64"] / report["rtf_offline"],
-                                                         rel=0.02, abs=0.01)
+                           "train_threads", "train_batch", "inference_threads", "x_real_time_offline",
+                           "x_real_time_stream", "stream_overhead_64"}
+    assert list(report["x_real_time_stream"]) == ["32", "100", "64"]  # in the order asked for
+    assert report["stream_overhead_64"] == pytest.approx(
+        report["x_real_time_offline"] / report["x_real_time_stream"]["64"], rel=0.02, abs=0.01)
     assert report["train_threads"] == torch.get_num_threads()
-    text = bench.format_report("tcn", report)  # the printed RTFs and "x real time" are inverses
-    for block, rtf in report["rtf_stream"].items():
+    text = bench.format_report("tcn", report)  # the printed "x real time" and RTFs are inverses
+    for block, speed in report["x_real_time_stream"].items():
         row = next(line.split() for line in text.splitlines() if line.split()[:1] == [block])
-        assert float(row[1]) == pytest.approx(rtf, abs=1e-4)  # printed with 4 decimals
-        assert float(row[2].rstrip("x")) == pytest.approx(1 / rtf, abs=0.051)  # printed with 1 decimal
+        assert float(row[1].rstrip("x")) == pytest.approx(speed, abs=0.051)  # printed with 1 decimal
+        assert float(row[2]) == pytest.approx(1 / speed, abs=1e-4)  # printed with 4 decimals
 
 
 def test_macs_of_recurrent_models():

@@ -125,6 +125,25 @@ def test_only_lti_blocks_with_shared_static_controls_take_the_frequency_sampling
             assert not processor.uses_frequency_sampling(processor.denormalize(moving))
 
 
+def test_streaming_blocks_of_static_biquads_run_the_block_form_and_whole_files_the_recursion():
+    """Inference with controls constant in time: host-sized blocks take the block form (with the
+    coefficients cached), a whole file the per-sample recursion; both match scipy."""
+    from nablafx.processors.biquads import STATIC_FORM_MAX_LENGTH
+
+    eq = ParametricEQ().double().eval()
+    controls = random_controls(eq, batch=2)
+    x = 0.5 * torch.randn(2, 1, 2 * STATIC_FORM_MAX_LENGTH, dtype=D, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert eq.uses_static_form(x[..., :64], controls) and not eq.uses_static_form(x, controls)
+        whole, _ = eq(x, controls)
+        assert "_static_form" not in eq.__dict__  # the long call took the recursion
+        streamed, _ = process_in_blocks(eq, x, controls, 64)
+        assert "_static_form" in eq.__dict__
+    assert not eq.uses_static_form(x[..., :64], controls)  # with autograd: the differentiable recursion
+    torch.testing.assert_close(streamed, whole, atol=1e-9, rtol=0)
+    assert_matches_reference(eq, x, controls, streamed, 1e-9)
+
+
 @pytest.mark.parametrize("processor", all_processors(), ids=lambda p: type(p).__name__)
 def test_streaming_equals_one_call(processor):
     processor = processor.eval()

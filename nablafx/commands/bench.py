@@ -12,10 +12,13 @@ of them, or a checkpoint) it reports:
 - ``train_audio_seconds_per_second``: seconds of audio per second of forward + backward
   (L1 loss) at ``--batch`` x ``--seconds`` (default 16 x 3 s, the papers' setting) with
   ``--threads`` CPU threads; honours ``tbptt_chunk`` from the config (chunked, detached);
-- ``rtf_offline``: real-time factor = compute time / audio duration (< 1 is faster than
-  real time) of one call on ``--infer-seconds`` of audio, batch 1, ONE thread;
-- ``rtf_stream``: the same when fed host blocks of 32 .. 4096 samples with the carried state,
-  one thread -- what a plugin pays. ``stream_overhead_64`` = rtf_stream[64] / rtf_offline.
+- ``x_real_time_offline``: audio seconds per CPU second (higher is faster; RTF = 1 / x) of
+  one call on ``--infer-seconds`` of audio, batch 1, ONE thread;
+- ``x_real_time_stream``: the same when fed host blocks of 32 .. 4096 samples through
+  :class:`nablafx.runtime.StreamingRuntime` with the carried state, one thread -- what a
+  plugin pays. ``stream_overhead_64`` = x_real_time_offline / x_real_time_stream[64].
+
+Every timing comes from :mod:`nablafx.benchmark` (one timer, one test signal, one unit).
 
 ``--quick`` reports only params / receptive field / MACs and is fast over every config.
 Timings are the best of ``--repeats`` runs; on a shared machine they are noisy.
@@ -47,18 +50,20 @@ import torch
 import yaml
 from torch import nn
 
+from nablafx import benchmark
+from nablafx.benchmark import example_signal, mid_knobs
 from nablafx.core import detach_state, from_config
 from nablafx.errors import ConfigError
 
 NAME = "bench"
-HELP = "measure params, receptive field, MACs/sample, training throughput and real-time factors of models"
+HELP = "measure params, receptive field, MACs/sample, training throughput and speed (x real time) of models"
 SAMPLE_RATE = 48_000
 DEFAULT_BLOCK_SIZES = (32, 64, 128, 256, 512, 1024, 2048, 4096)
 
 
 EPILOG = """\
-RTF = compute time / audio duration (< 1: faster than real time); inference timings use one
-CPU thread, as a plugin's audio thread would. MACs count Conv1d/Linear/LSTM/GRU/SSM layers
+Speeds are x real time = audio seconds per CPU second (higher is faster; RTF = 1 / x);
+inference timings use one CPU thread, as a plugin's audio thread would. MACs count Conv1d/Linear/LSTM/GRU/SSM layers
 only (not DSP processors of gray-box chains).
 
 With --exported, each artefact written by `nablafx export` (.pt, .onnx, .nm) is streamed by
@@ -94,13 +99,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=16, help="training batch size (default 16)")
     parser.add_argument("--seconds", type=float, default=3.0, help="training segment length in s (default 3)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for training (default: torch's)")
-    parser.add_argument("--infer-seconds", type=float, default=10.0, help="audio for the offline RTF (default 10)")
+    parser.add_argument("--infer-seconds", type=float, default=10.0, help="audio for the offline speed (default 10)")
     parser.add_argument("--stream-seconds", type=float, default=2.0, help="audio per streaming block size (default 2)")
     parser.add_argument("--block-sizes", type=int, nargs="+", default=None,
-                        help="host block sizes for the streaming RTF (default 32 .. 4096; with --exported "
+                        help="host block sizes for the streaming speed (default 32 .. 4096; with --exported "
                         "32 .. 2048)")
     parser.add_argument("--repeats", type=int, default=2, help="timing runs, best kept (default 2)")
-    parser.add_argument("--sample-rate", type=int, default=SAMPLE_RATE, help="for the RTFs (default 48000)")
+    parser.add_argument("--sample-rate", type=int, default=SAMPLE_RATE, help="for the speeds (default 48000)")
     memory = parser.add_argument_group("memory while streaming (--stream-memory)")
     memory.add_argument("--stream-memory", action="store_true",
                         help="stream hours of audio block by block and print resident memory against audio time")
@@ -137,14 +142,8 @@ def load_model(path: Path) -> tuple[nn.Module, dict]:
     return model, {k: v for k, v in hparams.items() if k != "net"}
 
 
-def example_knobs(model: nn.Module, batch: int) -> torch.Tensor | None:
-    n = getattr(model, "num_knobs", 0)
-    return torch.rand(batch, n) if n else None
-
-
-def example_signal(batch: int, length: int) -> torch.Tensor:
-    torch.manual_seed(0)
-    return 0.3 * torch.randn(batch, 1, length)
+def model_knobs(model: nn.Module, batch: int) -> torch.Tensor | None:
+    return mid_knobs(getattr(model, "num_knobs", 0), batch)
 
 
 # --- static measures ------------------------------------------------------------------------------------
@@ -177,7 +176,7 @@ def count_macs(model: nn.Module, block: int = 2048) -> float:
         if isinstance(m, (nn.Conv1d, nn.Linear, nn.LSTM, nn.GRU, DiagonalSSM))
     ]
     model.eval()
-    knobs = example_knobs(model, 1)
+    knobs = model_knobs(model, 1)
     x = example_signal(1, 2 * block)
     with torch.no_grad():
         _, state = model(x[..., :block], knobs)
@@ -203,20 +202,11 @@ def static_report(model: nn.Module) -> dict:
 # --- timings --------------------------------------------------------------------------------------------
 
 
-def best_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(max(1, repeats)):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def training_throughput(model: nn.Module, options: dict, args) -> float:
     """Seconds of audio per second of forward + backward (L1 loss), TBPTT if configured."""
     length = int(args.seconds * args.sample_rate)
     x = example_signal(args.batch, length)
-    knobs = example_knobs(model, args.batch)
+    knobs = model_knobs(model, args.batch)
     chunk = options.get("tbptt_chunk") or length
     model.train()
 
@@ -229,34 +219,27 @@ def training_throughput(model: nn.Module, options: dict, args) -> float:
             state = detach_state(state)
         model.zero_grad(set_to_none=True)
 
-    step_small = lambda: model(x[:1, :, : min(length, 4096)], example_knobs(model, 1))  # noqa: E731
-    step_small()  # warm-up (allocations, lazy init)
-    return args.batch * args.seconds / best_time(step, args.repeats)
+    model(x[:1, :, : min(length, 4096)], model_knobs(model, 1))  # warm-up (allocations, lazy init)
+    return args.batch * args.seconds / benchmark.best_time(step, args.repeats).wall  # several threads: wall
 
 
 @torch.no_grad()
-def offline_rtf(model: nn.Module, args) -> float:
+def offline_speed(model: nn.Module, args) -> float:
+    """x real time of one call on ``--infer-seconds`` of audio (thread CPU time)."""
     length = int(args.infer_seconds * args.sample_rate)
-    x, knobs = example_signal(1, length), example_knobs(model, 1)
+    x, knobs = example_signal(1, length), model_knobs(model, 1)
     model.eval()
     model(x[..., :4096], knobs)
-    return best_time(lambda: model(x, knobs), args.repeats) / args.infer_seconds
+    return args.infer_seconds / benchmark.best_time(lambda: model(x, knobs), args.repeats).cpu
 
 
-@torch.no_grad()
-def stream_rtf(model: nn.Module, block_size: int, args) -> float:
-    length = int(args.stream_seconds * args.sample_rate)
-    length -= length % block_size
-    x, knobs = example_signal(1, length), example_knobs(model, 1)
-    model.eval()
-    _, warm_state = model(x[..., : 4 * block_size], knobs)  # steady state, caches allocated
+def stream_speed(model: nn.Module, block_size: int, args) -> float:
+    """x real time streaming ``--stream-seconds`` in ``block_size`` blocks (thread CPU time)."""
+    from nablafx.runtime import StreamingRuntime
 
-    def stream():
-        state = warm_state
-        for start in range(0, length, block_size):
-            _, state = model(x[..., start : start + block_size], knobs, state)
-
-    return best_time(stream, args.repeats) / (length / args.sample_rate)
+    runtime = StreamingRuntime(model)
+    return benchmark.times_real_time(runtime.process, args.sample_rate, block_size, args.stream_seconds,
+                                     budget=float("inf"), repeats=args.repeats).cpu
 
 
 def full_report(model: nn.Module, options: dict, args) -> dict:
@@ -270,10 +253,12 @@ def full_report(model: nn.Module, options: dict, args) -> dict:
         report["train_batch"] = [args.batch, args.seconds]
         torch.set_num_threads(1)  # what a plugin thread gets
         report["inference_threads"] = 1
-        report["rtf_offline"] = round(offline_rtf(model, args), 5)
-        report["rtf_stream"] = {str(b): round(stream_rtf(model, b, args), 5) for b in args.block_sizes}
-        if "64" in report["rtf_stream"]:
-            report["stream_overhead_64"] = round(report["rtf_stream"]["64"] / report["rtf_offline"], 2)
+        report["x_real_time_offline"] = round(offline_speed(model, args), 3)
+        report["x_real_time_stream"] = {str(b): round(stream_speed(model, b, args), 3) for b in args.block_sizes}
+        if "64" in report["x_real_time_stream"]:
+            report["stream_overhead_64"] = round(
+                report["x_real_time_offline"] / report["x_real_time_stream"]["64"], 2
+            )
     finally:
         torch.set_num_threads(threads)
     return report
@@ -315,7 +300,7 @@ def stream_memory(model: nn.Module, seconds: float, every_seconds: float, block_
     total_blocks = max(1, round(seconds * sample_rate / block_size))
     every_blocks = max(1, round(every_seconds * sample_rate / block_size))
     period = max(1, sample_rate // block_size) * block_size  # ~1 s of distinct input, whole blocks
-    noise = 0.3 * torch.randn(period + block_size, generator=torch.Generator().manual_seed(0))
+    noise = example_signal(1, period + block_size)[0, 0]
     runtime = StreamingRuntime(model)
     samples = []
     sampling = 0.0  # wall time spent sampling, left out of the streaming time
@@ -427,11 +412,12 @@ def format_report(name: str, report: dict) -> str:
         lines += [
             f"  training               {report['train_audio_seconds_per_second']:.2f} s of audio / s "
             f"(fwd+bwd, batch {batch} x {seconds:g} s, {report['train_threads']} threads)",
-            f"  offline RTF (1 thread) {report['rtf_offline']:.4f}  ({1 / report['rtf_offline']:.1f}x real time)",
-            "  streaming RTF (1 thread, block size: RTF, x real time)",
+            f"  offline (1 thread)     {report['x_real_time_offline']:.1f}x real time "
+            f"(RTF {1 / report['x_real_time_offline']:.4f})",
+            "  streaming (1 thread; block size: x real time, RTF)",
         ]
-        for block, rtf in report["rtf_stream"].items():
-            lines.append(f"    {int(block):>5}  {rtf:.4f}  {1 / rtf:8.1f}x")
+        for block, speed in report["x_real_time_stream"].items():
+            lines.append(f"    {int(block):>5}  {speed:8.1f}x  {1 / speed:.4f}")
         if "stream_overhead_64" in report:
             lines.append(f"  64-sample streaming costs {report['stream_overhead_64']:.2f}x offline per sample")
     return "\n".join(lines)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Tuple
+
 import torch
 from torch import Tensor, nn
 
@@ -9,21 +11,42 @@ from nablafx.controllers.base import Controller, logit
 from nablafx.core import State
 from nablafx.dsp.interpolation import INTERPOLATIONS, upsample_controls
 from nablafx.errors import ConfigError
+from nablafx.controllers.block_rate import BlockRateLSTM, compiled_when_tracing
+
+
+def ramp_controls(current: Tensor, previous: Tensor, fresh: Tensor, offset: Tensor, length: Tensor,
+                  phase: Tensor, block_size: int, mode: str) -> Tuple[Tensor, Tensor]:
+    """Audio-rate controls of a chunk from the values of the control blocks it touches.
+
+    ``current`` ``(batch, params, S)``: the value each touched block reaches; ``previous``
+    ``(batch, params)``: the value of the block before the first (ignored when ``fresh``:
+    block 0 holds its own value). ``offset``, ``length``: the chunk's place in its first
+    block and its length; ``phase``: samples in the current block after the chunk. Returns
+    the controls ``(batch, params, length)`` and the value of the block before the current
+    one, for the next chunk.
+    """
+    if bool(fresh):
+        previous = current[:, :, 0]
+    values = torch.cat([previous.unsqueeze(-1), current], dim=-1)
+    start = int(offset)
+    controls = upsample_controls(values[:, :, :-1], current, block_size, mode)[:, :, start : start + int(length)]
+    return controls, values[:, :, -2] if int(phase) > 0 else values[:, :, -1]
 
 
 class DynamicController(Controller):
     """Peak envelope per control block -> LSTM -> linear read-out -> sigmoid, at audio rate.
 
-    For control block ``j`` (``block_size`` samples) the LSTM has consumed the peak
-    ``max |x|`` of blocks ``0..j-1`` (plus the knobs, for ``.dc``) and emits
-    ``c_j = sigmoid(W h_j + b)``; ``c_0`` comes from the zero initial state. Samples of block
-    ``j`` ramp from ``c_{j-1}`` to ``c_j`` (``interpolation="linear"``) or hold ``c_j``.
-    So the control of a sample depends only on samples before its block: causal, no
-    latency. The read-out bias starts at the logits of ``init``.
+    The block-rate part is :class:`~nablafx.controllers.block_rate.BlockRateLSTM`, the
+    mechanism of the TFiLM family: the value ``c_j = sigmoid(W h_j + b)`` of control block
+    ``j`` (``block_size`` samples) comes from an LSTM that has consumed one step on silence
+    and then the peak ``max |x|`` of blocks ``0..j-1`` (plus the knobs, for ``.dc``).
+    Samples of block ``j`` ramp from ``c_{j-1}`` to ``c_j`` (``interpolation="linear"``) or
+    hold ``c_j``; block 0 holds ``c_0``. So the control of a sample depends only on samples
+    before its block: causal, no latency. The read-out bias starts at the logits of ``init``.
 
-    State: ``(peak, filled, (h, c), previous, current)`` — the running peak and sample
-    count of the partly filled block, the LSTM state and the block's start and end
-    control values; any block size in streaming equals one call.
+    State: ``(block_rate_state, previous)`` -- the ``BlockRateLSTM`` state and the control
+    value of the block before the current one; any block size in streaming equals one call,
+    and an all-zero state is the start of a stream.
 
     Args:
         hidden_size: LSTM width; None = ``num_params`` (as in the published models).
@@ -39,57 +62,33 @@ class DynamicController(Controller):
         self.block_size = block_size
         self.interpolation = interpolation
         hidden_size = num_params if hidden_size is None else hidden_size
-        self.lstm = nn.LSTM(1 + num_knobs, hidden_size, batch_first=True)
-        self.readout = nn.Linear(hidden_size, num_params)
+        self.control = BlockRateLSTM(1, num_knobs, hidden_size, block_size, readout=(num_params,))
         with torch.no_grad():
             self.readout.bias.copy_(logit(self.init))
+
+    @property
+    def lstm(self) -> nn.LSTM:
+        return self.control.lstm
+
+    @property
+    def readout(self) -> nn.Linear:
+        return self.control.readout[0]
 
     @property
     def receptive_field(self) -> int:
         return 0
 
-    def _controls(self, h: Tensor) -> Tensor:
-        return torch.sigmoid(self.readout(h))
-
-    def initial_state(self, x: Tensor) -> State:
-        batch, hidden = x.shape[0], self.lstm.hidden_size
-        dtype = self.readout.weight.dtype
-        zeros = x.new_zeros(1, batch, hidden, dtype=dtype)
-        first = self._controls(zeros[0])
-        return (x.new_zeros(batch, dtype=dtype), torch.zeros((), dtype=torch.long), (zeros, zeros), first, first)
-
     def forward(self, x: Tensor, knobs: Tensor | None = None, state: State = None) -> tuple[Tensor, State]:
         self.check_input(x, knobs)
+        level = x.abs().amax(dim=1, keepdim=True).to(self.control.lstm.weight_ih_l0.dtype)  # peak over channels
         if state is None:
-            state = self.initial_state(x)
-        peak, filled, lstm_state, previous, current = state
-        filled = int(filled)
-        length, n = x.shape[-1], self.block_size
-        total = filled + length
-        complete = total // n
-        num_blocks = -(-total // n)
-
-        # Block peaks on a grid aligned with the control blocks: the partial block's
-        # running peak stands in for the samples seen in earlier calls.
-        level = x.abs().amax(dim=1).to(peak.dtype)
-        level = nn.functional.pad(level, (filled, num_blocks * n - total))
-        block_peak = level.reshape(x.shape[0], num_blocks, n).amax(-1)
-        block_peak = torch.cat([torch.maximum(block_peak[:, :1], peak.unsqueeze(-1)), block_peak[:, 1:]], dim=1)
-
-        ends = [current.unsqueeze(1)]
-        if complete > 0:
-            features = block_peak[:, :complete].unsqueeze(-1)
-            if self.num_knobs:
-                features = torch.cat([features, knobs.to(features.dtype).unsqueeze(1).expand(-1, complete, -1)], -1)
-            h, lstm_state = self.lstm(features, lstm_state)
-            ends.append(self._controls(h))
-        ends = torch.cat(ends, dim=1)  # (batch, complete + 1, params): c for each block from here on
-        starts = torch.cat([previous.unsqueeze(1), ends[:, :-1]], dim=1)
-        controls = upsample_controls(
-            starts[:, :num_blocks].transpose(1, 2), ends[:, :num_blocks].transpose(1, 2), n, self.interpolation
-        )[..., filled:total]
-
-        remainder = total % n
-        new_peak = block_peak[:, complete] if remainder else torch.zeros_like(peak)
-        new_state = (new_peak, torch.tensor(remainder), lstm_state, starts[:, complete], ends[:, complete])
-        return controls.to(x.dtype), new_state
+            block_state, previous = None, level.new_zeros(x.shape[0], self.num_params)
+            fresh = torch.ones((), dtype=torch.bool)
+        else:
+            block_state, previous = state
+            fresh = block_state[4] == 0
+        values, offset, length, block_state = self.control(level, knobs, block_state)
+        controls, previous = compiled_when_tracing(ramp_controls)(
+            torch.sigmoid(values), previous, fresh, offset, length, block_state[0], self.block_size, self.interpolation
+        )
+        return controls.to(x.dtype), (block_state, previous)

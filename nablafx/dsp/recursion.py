@@ -29,9 +29,10 @@ Tensors on an accelerator are processed on the host (the recursion offers no
 parallelism over time to exploit).
 
 Under ``torch.jit.trace`` (export) numba is out of reach of the graph, so the same
-recursion runs as a TorchScript loop (:func:`iir_filter_scripted`, forward only); the
-exporter replaces static biquad cascades by a faster block form
-(:mod:`nablafx.export.graybox`), which leaves this loop to time-varying coefficients.
+recursion runs as a TorchScript loop (:func:`iir_filter_scripted`, forward only). Static
+biquad cascades stream in block form instead, eagerly and exported
+(:class:`nablafx.processors.biquads.StaticBiquadForm`), which leaves this loop to
+time-varying coefficients.
 """
 
 from __future__ import annotations

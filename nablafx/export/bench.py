@@ -2,10 +2,10 @@
 
 Speed is given as "times real time" (NAM's convention): seconds of audio processed per
 second of compute, streaming block by block with the state carried (as a plugin does),
-on one thread. 10x means the model uses a tenth of one core in real time. Compute is the
-CPU time of the calling thread (every runtime here runs on it with one thread), which on
-a shared machine is steadier than wall time; the wall-time figures are kept too. (``nablafx
-bench`` reports the inverse, compute time / audio time, as its ``rtf_*``.) ``.pt`` (TorchScript), ``.onnx``
+on one thread, timed by :func:`nablafx.benchmark.times_real_time` (the unit and timer
+``nablafx bench`` uses for every model). Compute is the CPU time of the calling thread
+(every runtime here runs on it with one thread); the wall-time figures are kept too.
+``.pt`` (TorchScript), ``.onnx``
 (onnxruntime) and ``.nm`` (Neutone SDK wrapper) are run by their Python consumers; the
 JSON formats (NAM, RTNeural, AIDA-X, Proteus) have no runtime here -- their speed is the
 C++ plugin's.
@@ -18,13 +18,13 @@ artefact's metadata; the weights do not change the cost) through
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
+from nablafx.benchmark import times_real_time
 from nablafx.core import from_config
 from nablafx.runtime import StreamingRuntime
 from nablafx.errors import ConfigError, MissingFileError
@@ -57,26 +57,6 @@ def check_artefact(path: str | Path) -> Path:
             f"--out {path}`"
         )
     return path
-
-
-def times_real_time(process: Callable[[np.ndarray], object], sample_rate: int, block_size: int,
-                    seconds: float = 2.0, budget: float = 3.0, warm_up: int = 3) -> tuple[float, float]:
-    """Stream noise in blocks of ``block_size`` through ``process`` for up to ``seconds`` of
-    audio or ``budget`` seconds of wall time, whichever ends first; returns audio time over
-    (thread CPU time, wall time)."""
-    rng = np.random.default_rng(0)
-    total = max(int(seconds * sample_rate) // block_size, 1)
-    blocks = (0.3 * rng.standard_normal((total + warm_up, block_size))).astype(np.float32)
-    for block in blocks[:warm_up]:
-        process(block)
-    done, start, start_cpu = 0, time.perf_counter(), time.thread_time()
-    for block in blocks[warm_up:]:
-        process(block)
-        done += 1
-        if time.perf_counter() - start > budget:
-            break
-    audio = done * block_size / sample_rate
-    return audio / (time.thread_time() - start_cpu), audio / (time.perf_counter() - start)
 
 
 def _metadata(path: Path, text: str | None) -> dict:
@@ -168,8 +148,8 @@ def bench_exported(path: str | Path, block_sizes: tuple[int, ...] = BLOCK_SIZES,
             _, _, process = _load(path)
             runtime.reset()
             for key, fn in (("exported", process), ("pytorch", runtime.process)):
-                runs = [times_real_time(fn, rate, size, seconds, budget) for _ in range(max(1, repeats))]
-                figures[key][size], figures[f"{key}_wall"][size] = max(r[0] for r in runs), max(r[1] for r in runs)
+                speed = times_real_time(fn, rate, size, seconds, budget, repeats)
+                figures[key][size], figures[f"{key}_wall"][size] = speed.cpu, speed.wall
     finally:
         torch.set_num_threads(threads)
     return {"path": str(path), "format": fmt, "family": metadata.get("family"), "sample_rate": rate,

@@ -12,11 +12,11 @@ declarations) and feeds each ``state_i_next`` back as ``state_i`` on the next ca
 
 Exporter: the TorchScript-based ``torch.onnx.export(..., dynamo=False)``. The dynamo
 exporter (torch 2.11's default) was tried: it fixes nn.LSTM's sequence length to the
-example's (no dynamic block length for recurrent models), takes ~10 s per model and needs
+example's (no dynamic block length for recurrent models), is slower to export and needs
 ``onnxscript``; the TorchScript-based one keeps every block length dynamic. Neither can
 express S4, whose state-space layers compute in complex arithmetic (ONNX has no complex
 tensors), so S4 is refused. Block-rate control (TFiLM/TTFiLM/TVFiLM, the RNN's tvc input)
-is refused too: its scripted bookkeeping (:mod:`nablafx.export.block_rate`) converts to ONNX
+is refused too: its compiled bookkeeping (:mod:`nablafx.controllers.block_rate`) converts to ONNX
 If/Loop nodes with data-dependent shapes that onnxruntime rejects.
 
 Dilated causal convolutions are exported as ONNX ``Conv`` with dilations:
@@ -45,7 +45,7 @@ from nablafx.export.check import IRREGULAR_BLOCKS, max_error, reference_output
 from nablafx.export.errors import UnsupportedExport
 from nablafx.export.metadata import ExportMetadata
 from nablafx.export.streaming import trace_step
-from nablafx.models.block_control import BlockRateLSTM
+from nablafx.controllers.block_rate import BlockRateLSTM
 from nablafx.models.causal_conv import CausalConv1d
 from nablafx.models.wavenet import WaveNet
 
@@ -99,8 +99,8 @@ def _wavenet_as_convolutions(net: WaveNet, x: Tensor, knobs: Tensor | None = Non
     """``WaveNet.forward`` channel-major, every layer as ONNX ``Conv`` nodes (NAM's own form).
 
     The model computes time-major with gathered taps, which suits PyTorch; onnxruntime runs
-    its dilated ``Conv`` kernel faster than the equivalent Concat/Slice/MatMul nodes (measured
-    1.5x at 64-sample blocks, 1.7x at 2048, WaveNet standard, one thread). The state here is
+    its dilated ``Conv`` kernel faster than the equivalent Concat/Slice/MatMul nodes
+    (``nablafx bench --exported`` shows the figures on a given machine). The state here is
     ``(batch, channels, context)`` per layer, internal to the exported graph.
     """
     condition = x

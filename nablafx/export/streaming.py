@@ -16,10 +16,13 @@ TorchScript's subset (no ``Any``-typed nested states, no ``functools.wraps`` con
 recording, no Python containers of optional tensors), i.e. a second copy of every model.
 Tracing records the tensor operations of the real model; sizes are traced symbolically,
 so one graph serves every block length as long as the model's Python code does not branch
-on data or on the stream position. Block-rate control does, and is replaced by a scripted
-equivalent first (:mod:`nablafx.export.block_rate`), as are gray-box dynamic controllers and
-static biquad cascades (:mod:`nablafx.export.graybox`); the export check streams several
-block sizes to confirm every artefact.
+on data or on the stream position. Block-rate control does; it is written in TorchScript's
+subset and compiled as it is (:mod:`nablafx.controllers.block_rate`, shared by the TFiLM
+family and the gray-box dynamic controllers), S4 layers get their block operators fixed
+(:class:`nablafx.models.s4.FrozenBlockSSM`), and static biquad cascades and the SIREN lookup
+compile their own streaming forms (:meth:`BiquadCascade.compile_static_form`,
+:meth:`MLPNonlinearity.compile_table`); the export check streams several block sizes to
+confirm every artefact.
 """
 
 from __future__ import annotations
@@ -34,13 +37,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils._pytree import TreeSpec, tree_flatten, tree_unflatten
 
-from nablafx.controllers import DynamicController
-from nablafx.export.block_rate import TraceableBlockRate
 from nablafx.export.check import check_knobs
-from nablafx.export.graybox import CachedBiquadCascade, TableNonlinearity, TraceableDynamicController
-from nablafx.export.ssm import BlockSSM
-from nablafx.models.block_control import BlockRateLSTM
-from nablafx.models.s4 import DiagonalSSM
+from nablafx.controllers.block_rate import BlockRateLSTM
+from nablafx.models.s4 import DiagonalSSM, FrozenBlockSSM
 from nablafx.processors.biquads import BiquadCascade
 from nablafx.processors.nonlinearities import MLPNonlinearity
 
@@ -49,7 +48,7 @@ from nablafx.processors.nonlinearities import MLPNonlinearity
 TRACE_BLOCK = 64
 
 #: Input amplitude up to which an exported SIREN nonlinearity reads a precomputed table
-#: (:class:`~nablafx.export.graybox.TableNonlinearity`): full scale driven 24 dB, 128 kB of
+#: (:class:`~nablafx.processors.nonlinearities.TableNonlinearity`): full scale driven 24 dB, 128 kB of
 #: table. Beyond it the network runs on the samples concerned -- the same curve, only slower.
 MLP_TABLE_LIMIT = 16.0
 
@@ -109,26 +108,25 @@ def initial_state(net: nn.Module) -> tuple[list[Tensor], StateLayout]:
 
 
 def make_traceable(net: nn.Module) -> nn.Module:
-    """A copy of ``net`` with what a trace cannot hold (or would recompute every call) swapped
-    for its scripted twin: block-rate control (:mod:`~nablafx.export.block_rate`), gray-box
-    dynamic controllers and the block form of static biquad cascades
-    (:mod:`~nablafx.export.graybox`), the SIREN nonlinearity's lookup table fixed over
-    :data:`MLP_TABLE_LIMIT` (its grid would otherwise freeze at the trace signal's range),
-    S4 layers with their block operators fixed (:mod:`~nablafx.export.ssm`). For export only
-    (no gradients)."""
+    """A copy of ``net`` with what a trace cannot hold (or would recompute every call) compiled
+    or swapped for its scripted form: block-rate control
+    (:class:`~nablafx.controllers.block_rate.BlockRateLSTM`, which the TFiLM family and the
+    gray-box dynamic controllers share, is itself compiled), static biquad cascades' block form
+    (:class:`~nablafx.processors.biquads.StaticBiquadForm`), the SIREN nonlinearity's lookup
+    table fixed over :data:`MLP_TABLE_LIMIT` (its grid would otherwise freeze at the trace
+    signal's range), S4 layers with their block operators fixed
+    (:class:`~nablafx.models.s4.FrozenBlockSSM`). For export only (no gradients)."""
     net = copy.deepcopy(net)
     for parent in list(net.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, BlockRateLSTM):
-                setattr(parent, name, TraceableBlockRate(child))
-            elif isinstance(child, DynamicController):
-                setattr(parent, name, TraceableDynamicController(child))
+                setattr(parent, name, torch.jit.script(child))
             elif isinstance(child, DiagonalSSM):
-                setattr(parent, name, torch.jit.script(BlockSSM(child)))
+                setattr(parent, name, torch.jit.script(FrozenBlockSSM(child)))
             elif isinstance(child, BiquadCascade):
-                child.static_recursion = torch.jit.script(CachedBiquadCascade(child))
+                child.compile_static_form()
             elif isinstance(child, MLPNonlinearity) and child.lookup_step is not None:
-                child.table_transfer = torch.jit.script(TableNonlinearity(child, MLP_TABLE_LIMIT))
+                child.compile_table(MLP_TABLE_LIMIT)
     return net
 
 
@@ -154,8 +152,8 @@ def trace_step(net: nn.Module, takes_knobs: bool = True, freeze: bool = False
 
     ``freeze=True`` (TorchScript artefacts) also runs ``torch.jit.freeze``: the weights become
     constants and whatever depends only on them -- filter coefficients, static controls -- is
-    computed once at export instead of on every call (gray-box distortion chain at 64-sample
-    blocks: 4.6 -> 0.9 ms per call).
+    computed once at export instead of on every call, which matters most for gray-box
+    chains at small blocks.
     """
     step, state, example = build_step(net, takes_knobs)  # on a copy (make_traceable)
     with torch.enable_grad(), warnings.catch_warnings():

@@ -24,7 +24,7 @@ Without knobs, tfilm/ttfilm/tvfilm modulate from the signal itself (non-parametr
 Differences from the reference implementation, on purpose:
 
 - Block-rate modulation is causal: control block ``b`` is modulated by the LSTM output of
-  blocks ``0 .. b-1`` (see :mod:`nablafx.models.block_control`); the reference used block
+  blocks ``0 .. b-1`` (see :mod:`nablafx.controllers.block_rate`); the reference used block
   ``b`` itself (127 samples of look-ahead). Parameter counts are unchanged.
 - TTFiLM: the reference ended its adaptor with a ReLU, so gamma and beta could never be
   negative and a unit could die at gamma = 0; the last layer here is linear (same count).
@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from nablafx.models.block_control import BlockRateLSTM, BlockSequence, mlp
+from nablafx.controllers.block_rate import BlockRateLSTM, BlockSequence, block_sequence, mlp
 from nablafx.errors import ConfigError
 
 CONDITIONING_METHODS = ("none", "film", "tfilm", "ttfilm", "tvfilm")
@@ -88,7 +88,7 @@ class TemporalFiLM(nn.Module):
             self.control = BlockRateLSTM(num_features, num_knobs, 2 * num_features, block_size)
 
     def forward(self, h: Tensor, knobs: Tensor | None, state=None) -> tuple[Tensor, tuple]:
-        gamma_beta, state = self.control(h, knobs, state)
+        gamma_beta, state = block_sequence(self.control, h, knobs, state)
         return gamma_beta.modulate(h), state
 
 
@@ -168,7 +168,7 @@ class Conditioning(nn.Module):
         if self.method == "film":
             return self.encoder(knobs.to(audio)), None
         if self.method == "tvfilm":
-            return self.encoder(audio, knobs, state)
+            return block_sequence(self.encoder, audio, knobs, state)
         return (knobs if self.num_knobs else None), None
 
 

@@ -11,7 +11,7 @@ Conditioning: ``none``; ``knobs`` (the knob values appended to every sample, as 
 GuitarML/AIDA-X); ``tvc``, a time-varying 16-dim sequence c_t from a block-rate LSTM on
 the peak |x| per control block (+ knobs), held per sample (TVFiLM-style, causal: the
 value of control block b comes from blocks before b, see
-:mod:`nablafx.models.block_control`; the reference used block b itself).
+:mod:`nablafx.controllers.block_rate`; the reference used block b itself).
 
 The attribute names ``rnn`` (``nn.LSTM``/``nn.GRU``, ``batch_first=True``) and ``head``
 (``nn.Linear(H, 1)``) are read by the exporters (NAM, RTNeural/AIDA-X); keep them.
@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from nablafx.core import State, StreamModule
-from nablafx.models.block_control import BlockRateLSTM
+from nablafx.controllers.block_rate import BlockRateLSTM, block_sequence
 from nablafx.errors import ConfigError
 
 RNN_CONDITIONING = ("none", "knobs", "tvc")
@@ -104,8 +104,8 @@ class RNN(StreamModule):
         if self.conditioning == "knobs":
             inputs.append(knobs.to(x).unsqueeze(1).expand(batch, length, -1))
         if self.control is not None:
-            sequence, control_state = self.control(x, knobs, control_state)
-            inputs.append(sequence.per_sample(length).transpose(1, 2))
+            sequence, control_state = block_sequence(self.control, x, knobs, control_state)
+            inputs.append(sequence.per_sample().transpose(1, 2))
         hidden, rnn_state = self.rnn(torch.cat(inputs, dim=-1) if len(inputs) > 1 else audio, rnn_state)
         y = self.head(hidden)
         if self.residual:

@@ -13,7 +13,8 @@ Zero-order hold with step dt (per channel) gives ``dA = exp(dt A)``, ``dB = (dA 
 
 Both forms are exact and equal; the convolution (FFT) is used for inputs longer than
 ``MATRIX_MAX_LENGTH``, and shorter ones (streaming blocks) apply the recurrence to the
-whole block as one matrix product (:meth:`DiagonalSSM.block_recurrence`); the per-sample
+whole block as chunk matrix products (:meth:`DiagonalSSM.block_recurrence`, which exported
+models run with the operators fixed); the per-sample
 loop (:meth:`DiagonalSSM.recurrence`) is the reference both are tested against. The
 convolution form also carries the state: the initial state enters through the second term
 and the final state is ``s_{L-1} = dA^L s_{-1} + dB sum_j dA^{L-1-j} u_j``, so streaming in
@@ -37,6 +38,7 @@ are 1x1 convolutions (same parameters as ``nn.Linear``, no transposes).
 from __future__ import annotations
 
 import math
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -47,7 +49,8 @@ from nablafx.models.causal_conv import ChannelGain1d
 from nablafx.models.conditioning import Conditioning, join_block_state, run_modulator, split_block_state
 from nablafx.models.tcn import ConditioningName
 
-MATRIX_MAX_LENGTH = 128  # inputs up to this length use the block recurrence (one matrix product)
+MATRIX_MAX_LENGTH = 128  # inputs up to this length use the block recurrence (chunk matrix products)
+BLOCK_CHUNK = 64  # samples per chunk matrix of the block recurrence
 CHUNK = 2048  # the convolution form works in chunks of this many samples (see DiagonalSSM.convolution)
 
 
@@ -78,7 +81,9 @@ class DiagonalSSM(nn.Module):
         self._tag_optimiser_hints()
 
     def _tag_optimiser_hints(self) -> None:
-        """dt and A learn with their own rate and no weight decay (S4 practice; pitfall 7)."""
+        """dt and A learn with their own rate and no weight decay (S4 practice: they set each
+        state's decay and frequency, which weight decay would bias and the main rate would move
+        too fast)."""
         hint = {"weight_decay": 0.0}
         if self.ssm_lr is not None:
             hint["lr"] = self.ssm_lr
@@ -203,38 +208,41 @@ class DiagonalSSM(nn.Module):
         return y, torch.view_as_real(new_state)
 
     def block_recurrence(self, u: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """The recurrence over a whole block at once: ``[y; s_new] = M [u; s]``, one matrix product.
+        """The recurrence over a block as matrix products: ``[y; s_new] = M [u; s]`` per chunk.
 
-        For a block of n samples the SSM is an exact linear map of the input samples and the
+        For a chunk of n samples the SSM is an exact linear map of the input samples and the
         state (as real pairs ``[Re s; Im s]``)::
 
             M = [[T + D I, O],     T[k, j] = K_{k-j} (k >= j),   O[k] = 2 [Re, -Im](C dA^{k+1})
                  [R,       Q]]     R[:, j] = [Re; Im](dB dA^{n-1-j}),  Q = [[Re, -Im], [Im, Re]](dA^n)
 
-        M costs ``(n + 2N)^2`` per channel, so it serves streaming-sized blocks; with the
-        per-sample work in one batched product, a 64-sample call is a handful of operations.
+        ``M`` costs ``(n + 2N)^2`` per channel, so blocks are cut into chunks of
+        ``BLOCK_CHUNK`` samples (see :func:`apply_block_form`): with the per-sample work in
+        one batched product, a 64-sample call is a handful of operations. Exported models run
+        the same function with the operators fixed (:class:`FrozenBlockSSM`).
         """
-        batch, _, n = u.shape
-        N = self.state_size
-        M_transposed = self._block_matrix(n, u.dtype)
-        if state is None:
-            s = u.new_zeros(batch, self.channels, 2 * N)
-        else:
-            s = state.transpose(-1, -2).reshape(batch, self.channels, 2 * N)  # [Re s; Im s]
-        # rows times M^T: on CPU a batched matrix-vector product is ~10x slower than vector-matrix
-        z = torch.cat([u, s], dim=-1).transpose(0, 1)  # (H, batch, n + 2N)
-        out = torch.bmm(z, M_transposed).transpose(0, 1)  # (batch, H, n + 2N)
-        new_state = out[..., n:].reshape(batch, self.channels, 2, N).transpose(-1, -2)
-        return out[..., :n], new_state
+        return apply_block_form(u, state, *self.block_operators(u.dtype), BLOCK_CHUNK)
 
-    def _block_matrix(self, n: int, dtype: torch.dtype) -> Tensor:
-        """``M^T`` of :meth:`block_recurrence` for blocks of n samples, ``(H, n + 2N, n + 2N)``; cached."""
+    def block_operators(self, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """What :func:`apply_block_form` needs for chunks of ``P = BLOCK_CHUNK`` samples:
+        ``M_P^T``, its output rows ``M_P[:P]``, its input-to-state block ``R`` and the powers
+        ``dA^k`` (k <= P). Cached in inference until a parameter changes."""
         cacheable = not torch.is_grad_enabled()
-        key = ("matrix", n, dtype, self.log_dt.device, self._parameter_versions())
-        cache = self.__dict__.get("_matrix_cache")
+        key = (dtype, self.log_dt.device, self._parameter_versions())
+        cache = self.__dict__.get("_block_cache")
         if cacheable and cache is not None and cache[0] == key:
             return cache[1]
-        ops = self._operators(n, dtype, use_cache=False)
+        P = BLOCK_CHUNK
+        ops = self._operators(P, dtype, use_cache=False)
+        full = self._block_matrix(P, ops)
+        operators = (full.transpose(1, 2).contiguous(), full[:, :P, :], full[:, P:, :P], ops["dA_powers"])
+        if cacheable:
+            self.__dict__["_block_cache"] = (key, operators)
+        return operators
+
+    def _block_matrix(self, n: int, ops: dict) -> Tensor:
+        """``M`` of :meth:`block_recurrence` for chunks of n samples, ``(H, n + 2N, n + 2N)``,
+        from the operators of that length."""
         powers = ops["dA_powers"]  # (H, N, n + 1)
         lag = torch.arange(n, device=powers.device)
         lag = lag.unsqueeze(1) - lag.unsqueeze(0)  # k - j
@@ -250,11 +258,7 @@ class DiagonalSSM(nn.Module):
              torch.cat([torch.diag_embed(a.imag), torch.diag_embed(a.real)], dim=-1)],
             dim=-2,
         )  # (H, 2N, 2N)
-        M = torch.cat([torch.cat([toeplitz, from_state], dim=-1), torch.cat([to_state, rotation], dim=-1)], dim=-2)
-        M_transposed = M.transpose(1, 2).contiguous()
-        if cacheable:
-            self.__dict__["_matrix_cache"] = (key, M_transposed)
-        return M_transposed
+        return torch.cat([torch.cat([toeplitz, from_state], dim=-1), torch.cat([to_state, rotation], dim=-1)], dim=-2)
 
     def recurrence(self, u: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The definition, one sample at a time: ``s = dA s + dB u``, ``y = 2 Re(C s) + D u``."""
@@ -271,6 +275,69 @@ class DiagonalSSM(nn.Module):
             outputs.append(2 * (C * s).sum(-1).real + self.D * u_k)
         y = torch.stack(outputs, dim=-1) if outputs else u.clone()
         return y, torch.view_as_real(s)
+
+
+def short_chunk_matrix(to_output: Tensor, input_to_state: Tensor, powers: Tensor, n: int) -> Tensor:
+    """``M_n^T`` for ``n`` below the chunk length ``P``, from slices of the chunk's operators.
+
+    The input-to-output Toeplitz part and the state-to-output rows of ``M_n`` are the leading
+    ``n`` rows/columns of those of ``M_P`` (they depend on the lag only); the input-to-state
+    columns are the last ``n`` of ``M_P``'s (``dB dA^(n-1-j)``); the state rotation is ``dA^n``.
+    """
+    P, N = input_to_state.shape[2], input_to_state.shape[1] // 2
+    keep = torch.cat([torch.arange(n), torch.arange(P, P + 2 * N)])
+    from_input = to_output[:, :n].index_select(2, keep)  # (H, n, n + 2N)
+    a = powers[:, :, n]
+    rotation = torch.cat([
+        torch.cat([torch.diag_embed(a.real), -torch.diag_embed(a.imag)], dim=-1),
+        torch.cat([torch.diag_embed(a.imag), torch.diag_embed(a.real)], dim=-1),
+    ], dim=-2)
+    to_state = torch.cat([input_to_state[:, :, P - n :], rotation], dim=-1)  # (H, 2N, n + 2N)
+    return torch.cat([from_input, to_state], dim=1).transpose(1, 2)
+
+
+def apply_block_form(u: Tensor, state: Optional[Tensor], full_transposed: Tensor, to_output: Tensor,
+                     input_to_state: Tensor, powers: Tensor, chunk: int) -> Tuple[Tensor, Tensor]:
+    """The SSM on ``u`` ``(batch, H, L)`` from ``state`` ``(batch, H, N, 2)`` (None: rest), as
+    whole chunks (one product with ``M_P`` each) plus one shorter chunk; exact.
+
+    Written in TorchScript's subset: the eager layer and the exported one run this function.
+    """
+    batch, channels, length = u.shape[0], u.shape[1], u.shape[2]
+    N = input_to_state.shape[1] // 2
+    if state is None:
+        s = torch.zeros(channels, batch, 2 * N, dtype=u.dtype, device=u.device)
+    else:  # (batch, H, N, 2) -> [Re s; Im s] per channel, (H, batch, 2N)
+        s = state.transpose(-1, -2).reshape(batch, channels, 2 * N).transpose(0, 1)
+    signal = u.transpose(0, 1)  # (H, batch, L); rows times M^T: on CPU faster than M times columns
+    outputs: List[Tensor] = []
+    for start in range(0, length, chunk):
+        piece = signal[:, :, start : start + chunk]
+        n = piece.shape[2]
+        matrix = full_transposed if n == chunk else short_chunk_matrix(to_output, input_to_state, powers, n)
+        z = torch.bmm(torch.cat([piece, s], dim=-1), matrix)  # (H, batch, n + 2N)
+        outputs.append(z[:, :, :n])
+        s = z[:, :, n:]
+    y = torch.cat(outputs, dim=-1) if len(outputs) > 0 else signal
+    new_state = s.transpose(0, 1).reshape(batch, channels, 2, N).transpose(-1, -2)
+    return y.transpose(0, 1), new_state
+
+
+class FrozenBlockSSM(nn.Module):
+    """A :class:`DiagonalSSM` for export: :func:`apply_block_form` with the operators computed
+    once from the trained parameters (a trace would rebuild them on every call), scriptable."""
+
+    def __init__(self, ssm: DiagonalSSM):
+        super().__init__()
+        self.chunk: int = BLOCK_CHUNK
+        with torch.no_grad():
+            operators = ssm.block_operators(ssm.D.dtype)
+        for name, tensor in zip(("full_transposed", "to_output", "input_to_state", "powers"), operators):
+            self.register_buffer(name, tensor.detach().clone().contiguous())
+
+    def forward(self, u: Tensor, state: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        return apply_block_form(u, state, self.full_transposed, self.to_output, self.input_to_state, self.powers,
+                                self.chunk)
 
 
 class S4Block(nn.Module):

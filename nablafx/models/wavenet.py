@@ -46,8 +46,7 @@ in blocks of any size equals one call. The computation runs time-major with the 
 stored the way it uses them (the dilated conv and the input mixer of a layer as one
 matrix over gathered taps, 1x1 convolutions as ``nn.Linear``). On streaming-sized blocks
 the cost is the number of framework calls, and this form needs fewer and cheaper ones than
-channel-major ``Conv1d`` calls (with ``CausalConv1d``): measured 2.5-4x faster per
-64-sample call for the standard preset on one thread. NAM's layout is a reshape away
+channel-major ``Conv1d`` calls (with ``CausalConv1d``). NAM's layout is a reshape away
 (:meth:`WaveNetLayer.nam_tensors`, used by :mod:`nablafx.export.nam`).
 
 State: a list with one tensor per layer (all arrays, in order), the cached context of its

@@ -1,7 +1,7 @@
 """Stepped-sine gain response of any model, measured at the model's own sample rate.
 
 Each tone is generated at ``sample_rate`` (the rate the model was trained at; feeding
-tones at another rate shifts every frequency — known pitfall 10), run through the model
+tones at another rate shifts every frequency), run through the model
 from silence, and its steady-state amplitude at the tone frequency is measured with a
 Hann-windowed single-bin DFT. Nonlinear models get one curve per input level.
 """

@@ -137,9 +137,8 @@ class Processor(StreamModule):
 
         Only for LTI blocks whose controls are static *and shared by the batch* (static
         controllers): their response is sampled once. Per-item responses (knob-conditioned
-        controls) cost batch x sections x n_fft complex float64 values and their backward;
-        on CPU the exact recursion is ~4x cheaper there (1.4 s vs 5.7 s for a training
-        step of GB-C-FUZZ-MLP on 16 x 3 s), so those run the recursive path.
+        controls) cost batch x sections x n_fft complex float64 values and their backward,
+        more than the exact recursion on a CPU, so those run the recursive path.
         """
         return (
             self.training

@@ -8,11 +8,14 @@ for a single band and ``<band>_cutoff_hz`` etc. for several. The named classes
 
 from __future__ import annotations
 
+from typing import List, Optional, Tuple
+
 import torch
 from torch import Tensor, nn
 
 from nablafx.core import State
 from nablafx.dsp.biquad import GAIN_KINDS, KINDS, biquad_coefficients
+from nablafx.dsp.biquad_block import cascade_state_space, chunk_operators
 from nablafx.dsp.frequency import polynomial_response, product
 from nablafx.dsp.iir import biquad_filter
 from nablafx.processors.base import ParamSpec, Processor, frequency_param, neutral
@@ -20,6 +23,13 @@ from nablafx.errors import ConfigError
 
 DEFAULT_Q_RANGE = (0.1, 10.0)
 DEFAULT_GAIN_DB_RANGE = (-12.0, 12.0)
+#: Samples per block-form chunk: the cost per sample grows with it (the Toeplitz part), the
+#: number of calls per host buffer shrinks.
+BLOCK_CHUNK = 64
+#: Inference calls up to this length with controls constant in time run the block form
+#: (streaming blocks); longer ones (whole files) the per-sample recursion, which is cheaper
+#: per sample.
+STATIC_FORM_MAX_LENGTH = 4096
 
 
 class BiquadCascade(Processor):
@@ -58,9 +68,6 @@ class BiquadCascade(Processor):
                 specs.append(ParamSpec(prefix + "gain_db", low, high, "dB", "linear", default))
             self.kinds.append((kind, prefix))
         self.param_specs = tuple(specs)
-        # Export swaps in a faster block form for controls constant in time
-        # (nablafx.export.graybox.CachedBiquadCascade): (x, controls, state) -> (y, state).
-        self.static_recursion: nn.Module | None = None
 
     @property
     def receptive_field(self) -> int:
@@ -92,11 +99,29 @@ class BiquadCascade(Processor):
         return biquad_filter(x, b, a, state)
 
     def forward(self, x: Tensor, controls: Tensor | None = None, state: State = None) -> tuple[Tensor, State]:
-        if self.static_recursion is not None and not self.training and controls is not None \
-                and controls.shape[-1] == 1:
+        if self.uses_static_form(x, controls):
             self.check_controls(x, controls)
-            return self.static_recursion(x, controls, state)
+            return self.static_form()(x, controls, state)
         return super().forward(x, controls, state)
+
+    def uses_static_form(self, x: Tensor, controls: Tensor | None) -> bool:
+        """Inference on streaming-sized blocks with controls constant in time (and every traced
+        call of that kind, which export has compiled): :class:`StaticBiquadForm`."""
+        if self.training or controls is None or controls.shape[-1] != 1:
+            return False
+        return torch.jit.is_tracing() or (not torch.is_grad_enabled() and x.shape[-1] <= STATIC_FORM_MAX_LENGTH)
+
+    def static_form(self) -> nn.Module:
+        """The :class:`StaticBiquadForm` of this cascade, made on first use. Kept outside the
+        module tree (it refers back to this module)."""
+        form = self.__dict__.get("_static_form")
+        if form is None:
+            form = self.__dict__["_static_form"] = StaticBiquadForm(self)
+        return form
+
+    def compile_static_form(self) -> None:
+        """For export: the static form compiled (the coefficient function traced, the rest scripted)."""
+        self.__dict__["_static_form"] = torch.jit.script(StaticBiquadForm(self, trace_coefficients=True))
 
     def frequency_response(self, values: dict[str, Tensor], n_fft: int) -> Tensor:
         b, a = self.coefficients(values)
@@ -104,6 +129,102 @@ class BiquadCascade(Processor):
         numerator = product(list(polynomial_response(b[:, :, 0], n_fft).unbind(1)))
         response = numerator / product(list(polynomial_response(a[:, :, 0], n_fft).unbind(1)))
         return response.to(torch.promote_types(values[self.param_specs[0].name].dtype, torch.complex64))
+
+
+class BlockBiquadCascade(nn.Module):
+    """Biquad cascade with coefficients constant in time, in block form (:mod:`nablafx.dsp.biquad_block`).
+
+    ``forward(x, b, a, state)`` takes and returns what :func:`nablafx.dsp.iir.biquad_filter`
+    does -- ``x`` ``(batch, channels, time)``, ``b``/``a`` ``(batch or 1, sections, 1, 3)``,
+    ``state`` ``(batch, channels, sections, 4)`` as ``[x[-2], x[-1], y[-2], y[-1]]`` -- and the
+    same output up to float64 rounding.
+    """
+
+    def __init__(self, chunk: int = BLOCK_CHUNK):
+        super().__init__()
+        self.chunk = chunk
+        empty = torch.zeros(0, dtype=torch.float64)
+        self.key_b, self.key_a = empty, empty
+        self.full, self.toeplitz, self.observe, self.drive, self.powers = empty, empty, empty, empty, empty
+
+    def operators(self, b: Tensor, a: Tensor) -> None:
+        """Rebuild the chunk operators unless ``b``, ``a`` are the last ones seen."""
+        if not (self.key_b.shape == b.shape and self.key_a.shape == a.shape
+                and torch.equal(self.key_b, b) and torch.equal(self.key_a, a)):
+            A, B, C, D = cascade_state_space(b[:, :, 0], a[:, :, 0])
+            self.full, self.toeplitz, self.observe, self.drive, self.powers = chunk_operators(A, B, C, D, self.chunk)
+            self.key_b, self.key_a = b.clone(), a.clone()
+
+    def forward(self, x: Tensor, b: Tensor, a: Tensor, state: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+        batch, channels, length = x.shape[0], x.shape[1], x.shape[2]
+        sections = b.shape[1]
+        self.operators(b.double(), a.double())
+        if state is None:
+            state = torch.zeros(batch, channels, sections, 4, dtype=x.dtype)
+        # [x[-2], x[-1], y[-2], y[-1]] <-> [x[n-1], x[n-2], y[n-1], y[n-2]]: a flip of each pair
+        s = state.double().reshape(batch, channels, sections, 2, 2).flip(-1).reshape(batch * channels, sections * 4)
+        signal = x.double().reshape(batch * channels, length)
+        full, toeplitz, observe, powers, drive = self.full, self.toeplitz, self.observe, self.powers, self.drive
+        if full.shape[0] != batch * channels:  # one row per (item, channel); coefficients per item or shared
+            rows = torch.arange(batch * channels) // channels if full.shape[0] > 1 else torch.zeros(
+                batch * channels, dtype=torch.int64)
+            full, toeplitz, observe, powers, drive = full[rows], toeplitz[rows], observe[rows], powers[rows], drive[rows]
+        outputs: List[Tensor] = []
+        for start in range(0, length, self.chunk):
+            piece = signal[:, start : start + self.chunk]
+            n = piece.shape[1]
+            if n == self.chunk:
+                z = torch.matmul(full, torch.cat([piece, s], dim=1).unsqueeze(2)).squeeze(2)
+                outputs.append(z[:, :n])
+                s = z[:, n:]
+            else:
+                y = torch.matmul(toeplitz[:, :n, :n], piece.unsqueeze(2)) + torch.matmul(observe[:, :n], s.unsqueeze(2))
+                s = (torch.matmul(powers[:, n], s.unsqueeze(2))
+                     + torch.matmul(drive[:, :n].flip(1).transpose(1, 2), piece.unsqueeze(2))).squeeze(2)
+                outputs.append(y.squeeze(2))
+        y = torch.cat(outputs, dim=1) if len(outputs) > 0 else signal
+        new_state = s.reshape(batch, channels, sections, 2, 2).flip(-1).reshape(batch, channels, sections, 4).to(state.dtype)
+        return y.reshape(batch, channels, length).to(x.dtype), new_state
+
+
+class CoefficientsOf(nn.Module):
+    """``controls -> (b, a)`` of a biquad cascade."""
+
+    def __init__(self, processor: BiquadCascade):
+        super().__init__()
+        self.processor = processor
+
+    def forward(self, controls: Tensor) -> tuple[Tensor, Tensor]:
+        return self.processor.coefficients(self.processor.denormalize(controls))
+
+
+class StaticBiquadForm(nn.Module):
+    """A biquad cascade's processing for controls constant in time: coefficients computed only
+    when the controls change (for knob-conditioned EQs: when a knob moves), then the block form.
+
+    Computing RBJ coefficients from controls takes some 200 small tensor operations, most of
+    a gray-box chain's cost at streaming block sizes, for values that only change with the
+    knobs. ``trace_coefficients`` traces that function (for export, which then scripts this
+    module).
+    """
+
+    def __init__(self, processor: BiquadCascade, trace_coefficients: bool = False):
+        super().__init__()
+        coefficients = CoefficientsOf(processor)
+        if trace_coefficients:
+            example = torch.full((1, processor.num_params, 1), 0.5)
+            with torch.no_grad():
+                coefficients = torch.jit.trace(coefficients, (example,), check_trace=False)
+        self.coefficients = coefficients
+        self.cascade = BlockBiquadCascade()
+        empty = torch.zeros(0)
+        self.key, self.b, self.a = empty, empty, empty
+
+    def forward(self, x: Tensor, controls: Tensor, state: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+        if not (self.key.shape == controls.shape and torch.equal(self.key, controls)):
+            self.b, self.a = self.coefficients(controls)
+            self.key = controls.clone()
+        return self.cascade(x, self.b, self.a, state)
 
 
 class ParametricEQ(BiquadCascade):

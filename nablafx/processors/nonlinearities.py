@@ -32,14 +32,15 @@ class MLPNonlinearity(Nonlinearity):
     pretrained to tanh (``nablafx pretrain nonlinearity``).
 
     ``lookup_step``: the curve is memoryless and one-dimensional, so instead of running
-    the network on every sample (about 2,200 multiply-adds and 96 sines each: 12 s per
-    training step of 16 x 3 s on one CPU core) it is evaluated on the fixed grid
+    the network on every sample (about 2,200 multiply-adds and 96 sines each) it is
+    evaluated on the fixed grid
     ``k * lookup_step`` covering the input's range and interpolated linearly. Gradients
     reach the network through the grid values and the input through the segment slopes.
     The grid is absolute, so streaming in blocks gives the same curve. The interpolation
     error is ``step^2 / 8 * max |f''|``: at the default 2**-10, measured < 1e-6 on [-4, 4]
-    for the shipped tanh start and ~1e-5 beyond, where the network oscillates more. A
-    training step of 16 x 3 s drops from ~12 s to ~0.3 s for this block. None evaluates
+    for the shipped tanh start and ~1e-5 beyond, where the network oscillates more. The
+    grid costs a few thousand network evaluations per call instead of one per sample
+    (a 16 x 3 s batch holds 2.3 million samples). None evaluates
     the network per sample.
     """
 
@@ -54,10 +55,14 @@ class MLPNonlinearity(Nonlinearity):
         self.siren = Siren(1, hidden, sine_layers, 1, w0)
         load_weights(self.siren, weights)
         set_lr_scale(self.siren, lr_scale)
-        # Export swaps in a table fixed over a declared range, since the grid below is sized
-        # from the data through Python ints, which a trace would freeze
-        # (nablafx.export.graybox.TableNonlinearity): x -> y.
+        # The compiled lookup of exported models (compile_table), x -> y.
         self.table_transfer: nn.Module | None = None
+
+    def compile_table(self, limit: float) -> None:
+        """For export: the lookup as :class:`TableNonlinearity`, its table fixed over
+        ``[-limit, limit]`` and compiled, since the grid of :meth:`transfer` is sized from the
+        data through Python ints, which a trace would freeze."""
+        self.table_transfer = torch.jit.script(TableNonlinearity(self, limit))
 
     def network(self, x: Tensor) -> Tensor:
         """The SIREN curve evaluated exactly at ``x``."""
@@ -108,3 +113,47 @@ class Clipper(Nonlinearity):
 
     def transfer(self, x: Tensor) -> Tensor:
         return CLIPPERS[self.shape](x)
+
+
+class TableNonlinearity(nn.Module):
+    """The SIREN nonlinearity's lookup (:class:`MLPNonlinearity`) with its table computed
+    once, over ``[-limit, limit]``: its form in exported models (scripted).
+
+    The eager lookup sizes its grid ``k * lookup_step`` from ``x.min()`` / ``x.max()`` through
+    Python ints, which a trace records as constants: a traced chain would keep the grid of the
+    trace signal and extrapolate its edge segments for anything louder. Sizing the grid per call
+    in tensors would trace, but would rerun the network on ~2,000 points per block. So the table
+    is fixed here on the same absolute grid (identical values), and samples beyond ``limit`` get
+    the network evaluated at the two grid points around them, as the eager lookup does: the same
+    curve at any input level, at the network's cost only for those samples.
+    """
+
+    def __init__(self, processor: MLPNonlinearity, limit: float):
+        super().__init__()
+        self.siren = processor.siren
+        self.input_range: float = processor.input_range
+        self.step: float = float(processor.lookup_step)
+        count = int(limit / self.step) + 1
+        self.first: int = -count
+        with torch.no_grad():
+            grid = torch.arange(-count, count + 1, dtype=torch.float32) * self.step
+            self.table = processor.network(grid).detach()
+
+    def network(self, x: Tensor) -> Tensor:
+        return self.siren((x / self.input_range).unsqueeze(-1)).squeeze(-1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        table = self.table.to(x.dtype)
+        position = x / self.step
+        k = torch.floor(position)
+        fraction = position - k
+        index = k - self.first
+        last = table.shape[0] - 2
+        segment = index.clamp(0, last).long()
+        low, high = table[segment], table[segment + 1]
+        outside = (index < 0) | (index > last)
+        if bool(outside.any()):
+            beyond = k[outside]
+            low = low.masked_scatter(outside, self.network(beyond * self.step))
+            high = high.masked_scatter(outside, self.network((beyond + 1) * self.step))
+        return low + (high - low) * fraction

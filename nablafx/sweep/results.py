@@ -71,7 +71,7 @@ def family_and_conditioning(net_config: dict) -> tuple[str, str]:
 
 def speed(net: torch.nn.Module, sample_rate: int, seconds: float = 0.5, budget: float = 0.5) -> list[dict]:
     """Streaming speed (times real time, one thread) at each block size: short timings."""
-    from nablafx.export.bench import times_real_time
+    from nablafx.benchmark import times_real_time
     from nablafx.runtime import StreamingRuntime
 
     threads = torch.get_num_threads()
@@ -81,8 +81,8 @@ def speed(net: torch.nn.Module, sample_rate: int, seconds: float = 0.5, budget: 
         rows = []
         for size in SPEED_BLOCK_SIZES:
             runtime.reset()
-            cpu, _ = times_real_time(runtime.process, sample_rate, size, seconds, budget)
-            rows.append({"block_size": size, "times_real_time": round(cpu, 2)})
+            speed = times_real_time(runtime.process, sample_rate, size, seconds, budget)
+            rows.append({"block_size": size, "times_real_time": round(speed.cpu, 2)})
         return rows
     finally:
         torch.set_num_threads(threads)
