@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import sys
 import types
@@ -364,6 +365,23 @@ def test_val_fraction_zero_disables_validation(tmp_path):
     assert len(data.train_dataset) == 8
 
 
+def test_synth_audio_of_another_generator_version_is_not_used(tmp_path):
+    from nablafx.data.synth.render import DRY_FOLDER, DRY_MANIFEST, GENERATOR_VERSION
+
+    root = tmp_path / "synth"
+    make_tonetwist(root, device="Synth-Overdrive", settings=("G050",))
+    manifest = root / DRY_FOLDER / DRY_MANIFEST
+    manifest.parent.mkdir(parents=True, exist_ok=True)  # make_tonetwist writes the dry files there
+    manifest.write_text(json.dumps({"generator": "nablafx.data.synth", "version": "1"}))
+    data = _datamodule(root, device="Synth-Overdrive", synth={"device": "overdrive", "seconds": 1.0})
+    with pytest.raises(DataError, match=f"generator version 1, but this nablafx renders version {GENERATOR_VERSION}"
+                       ) as error:
+        data.prepare_data()
+    assert str(root) in str(error.value) and "delete the folder" in str(error.value)
+    manifest.write_text(json.dumps({"generator": "nablafx.data.synth", "version": GENERATOR_VERSION}))
+    data.setup("fit")  # the current version is used as it is
+
+
 def test_missing_dataset_raises_in_setup(tmp_path):
     data = _datamodule(tmp_path / "missing")
     with pytest.raises(DataError, match="missing"):
@@ -378,13 +396,15 @@ def test_synth_renders_the_dataset_once_when_missing(tmp_path, monkeypatch):
         make_tonetwist(Path(out_dir), device="Synth-Overdrive", settings=("G050",))
         return Path(out_dir)
 
-    fake_module = types.SimpleNamespace(render_dataset=render_dataset)
+    checked = []
+    fake_module = types.SimpleNamespace(render_dataset=render_dataset, check_generator_version=checked.append)
     monkeypatch.setitem(sys.modules, "nablafx.data.synth.render", fake_module)
     synth = {"device": "overdrive", "seconds": 1.0}
     data = _datamodule(tmp_path / "synth", device="Synth-Overdrive", synth=synth)
     data.prepare_data()
-    data.prepare_data()  # the dataset exists now: not rendered again
+    data.prepare_data()  # the dataset exists now: not rendered again, but its version is checked
     data.setup("fit")
     assert calls == [{"device": "overdrive", "seconds": 1.0}]
+    assert checked == [tmp_path / "synth"] * 2
     # what the fake renderer wrote: 1 setting x 2 files x 3 segments of 0.25 s in the first 75 % of 1 s
     assert len(data.train_dataset) == 6 and len(data.val_dataset) == 2

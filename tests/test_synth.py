@@ -205,6 +205,19 @@ def test_overdrive_adds_no_latency(tone):
     assert lags[np.argmax(correlation)] == 0
 
 
+@pytest.mark.parametrize("drive", [0.0, 1.0])
+def test_overdrive_is_causal(drive):
+    """Changing the input from sample n on leaves every output before n as it was (a causal
+    model can learn the device exactly), and changes the output at n itself."""
+    loud = make_dry("guitar", 0.5, SR, seed=4) * 2.0
+    changed = loud.copy()
+    n = SR // 4
+    changed[n:] = np.random.default_rng(5).uniform(-1.0, 1.0, len(loud) - n)
+    before, after = OVERDRIVE.process(loud, SR, D=drive), OVERDRIVE.process(changed, SR, D=drive)
+    np.testing.assert_array_equal(after[:n], before[:n])
+    assert after[n] != before[n]
+
+
 def test_overdrive_stays_within_full_scale_at_maximum_settings():
     for kind in ("guitar", "bass"):
         dry = make_dry(kind, 4.0, SR, seed=2)

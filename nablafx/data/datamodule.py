@@ -261,14 +261,17 @@ class EffectDataModule(LightningDataModule):
             raise ConfigError(f"batch sizes must be >= 1, got {self.batch_size} and {self.test_batch_size}")
 
     def _render_synth_if_missing(self) -> None:
-        if self.synth is None or (Path(self.root) / self.device).is_dir():
+        if self.synth is None:
+            return
+        from nablafx.data.synth.render import check_generator_version, render_dataset  # heavy (numba)
+
+        if (Path(self.root) / self.device).is_dir():
+            check_generator_version(Path(self.root))
             return
         rank_zero_info(
             f"{Path(self.root) / self.device} not found: rendering the built-in synthetic dataset "
             f"into {self.root} with {self.synth}"
         )
-        from nablafx.data.synth.render import render_dataset  # heavy (numba); only when needed
-
         render_dataset(self.root, **{"progress": rank_zero_info, **self.synth})
 
     def _fit_pairs(self) -> tuple[list[Pair], tuple[float, float], list[Pair], tuple[float, float]]:

@@ -6,9 +6,10 @@ to learn it rather than copy it. Knobs are normalised to [0, 1] and named by one
 letter, as in the ToneTwist settings (``D060_T050_L050``).
 
 No device adds latency: outputs are sample-aligned with inputs, and at 44.1 and 48 kHz
-every impulse response peaks at lag 0. Everything is causal except the overdrive's
-zero-phase anti-alias filter, which looks half a millisecond ahead to band-limit
-without delay. Filters still have the group delay of their phase response: with the
+every impulse response peaks at lag 0. Every device is causal, as the networks trained
+on it are: an output sample depends on the input up to the same instant, so a causal
+model can match the target exactly. Filters still have the group delay of their phase
+response: with the
 tone knob turned down, the overdrive's cross-correlation on bass-heavy material such as
 guitar peaks a few samples late. That is the tone filter, which a causal model
 reproduces, not a delay to compensate.
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-from scipy.signal import firwin, lfilter, resample_poly
+from scipy.signal import lfilter
 from nablafx.errors import ConfigError
 
 
@@ -100,58 +101,37 @@ class VirtualDevice:
 
 
 # --------------------------------------------------------------------------------------
-# Oversampling without delay
+# Causal oversampling without delay
 # --------------------------------------------------------------------------------------
 
 OVERSAMPLING = 8
-# Half-length of the anti-alias FIR in base-rate samples. With a Kaiser window
-# (beta 8) and cutoff at 0.9 x Nyquist this passes 0..0.82 Nyquist within 0.1 dB and
-# rejects everything above the base Nyquist by more than 60 dB (87 dB from 1.08 x).
-ANTI_ALIAS_HALF_LENGTH = 24
 # Chunk length (base-rate samples): bounds the memory of the 8x signal for long files.
 OVERSAMPLED_CHUNK = 1 << 16
 
 
-def anti_alias_kernel(factor: int) -> np.ndarray:
-    """Odd-length symmetric (zero-phase about its centre) low-pass FIR at the oversampled rate."""
-    taps = 2 * factor * ANTI_ALIAS_HALF_LENGTH + 1
-    return firwin(taps, 0.9 / factor, window=("kaiser", 8.0))
-
-
 def oversampled(x: np.ndarray, factor: int, step: Callable, state) -> np.ndarray:
-    """``down(step(up(x)))`` at ``factor`` times the rate, chunk by chunk, with no net delay.
+    """``step`` run at ``factor`` times the rate of ``x``, causally and with no delay.
 
-    Up- and down-sampling use the same zero-phase polyphase FIR (scipy ``resample_poly``
-    with an odd symmetric kernel keeps sample ``n`` at oversampled index ``factor * n``),
-    so the only delay is that of ``step`` itself. The FIR looks ``ANTI_ALIAS_HALF_LENGTH``
-    samples ahead: that is band-limiting, not latency, and it is the price of aligned
-    pairs. ``step(u, state) -> (v, state)`` must carry its own state across chunks.
-
-    Chunking gives the same result as one pass over the whole file: every oversampled
-    input is computed from a window of ``x`` padded by the FIR half-length, and each
-    output waits until the oversampled signal it needs (half a kernel past it) exists.
+    Up: the ``factor`` fast samples that end at base sample ``n`` run in a straight line
+    from ``x[n-1]`` to ``x[n]`` (the last one is ``x[n]`` itself). Down: ``y[n]`` is the
+    fast output at the instant of ``x[n]``. So ``y[n]`` depends on ``x[0..n]`` only, and a
+    linear ``step`` of unit gain passes the signal unchanged. A band-limiting (sinc-like)
+    interpolator or anti-alias filter would need future samples (zero phase) or add group
+    delay (minimum phase); a causal model cannot reproduce the first, and a gray-box EQ
+    chain barely the second. The price is aliasing of the harmonics that ``step`` leaves
+    above the base Nyquist frequency (the clipper's own RC low-pass damps them).
+    ``step(u, state) -> (v, state)`` must carry its state across chunks.
     """
-    kernel = anti_alias_kernel(factor)
-    margin = ANTI_ALIAS_HALF_LENGTH + 1
-    n = len(x)
-    padded = np.concatenate([np.zeros(margin), x, np.zeros(margin)])
-    # the oversampled step output for base samples [start - 2 margin, start): zeros before t = 0
-    history = np.zeros(2 * margin * factor)
-    y = np.empty(n)
-    for start in range(0, n, OVERSAMPLED_CHUNK):
-        stop = min(start + OVERSAMPLED_CHUNK, n)
-        up = resample_poly(padded[start : stop + 2 * margin], factor, 1, window=kernel)
-        v, state = step(up[factor * margin : factor * (margin + stop - start)], state)
-        v = np.concatenate([history, v])  # base samples [start - 2 margin, stop)
-        history = v[len(v) - len(history) :]
-        last = stop == n
-        if last:  # resample_poly treats the signal past its end as zeros
-            v = np.concatenate([v, np.zeros(margin * factor)])
-        down = resample_poly(v, 1, factor, window=kernel)
-        first_out = max(start - margin, 0)
-        end_out = n if last else stop - margin
-        offset = start - 2 * margin  # base time of down[0]
-        y[first_out:end_out] = down[first_out - offset : end_out - offset]
+    ramp = np.arange(1, factor + 1) / factor
+    y = np.empty(len(x))
+    previous = 0.0  # the signal is at rest before x[0]
+    for start in range(0, len(x), OVERSAMPLED_CHUNK):
+        chunk = x[start : start + OVERSAMPLED_CHUNK]
+        before = np.concatenate(([previous], chunk[:-1]))
+        up = (before[:, None] + ramp[None, :] * (chunk - before)[:, None]).ravel()
+        v, state = step(up, state)
+        y[start : start + len(chunk)] = v[factor - 1 :: factor]
+        previous = chunk[-1]
     return y
 
 
@@ -182,9 +162,8 @@ OVERDRIVE_SHELF_DB = (-12.0, 0.0)
 OVERDRIVE_SHELF_CORNER_HZ = 800.0
 OVERDRIVE_LEVEL_DB = (-20.0, 6.0)
 # Clipper voltage that leaves the device at full scale with the level at 0 dB. Clipped
-# peaks reach ~0.75 V, and up to ~1.1 V after the anti-alias filter when hard-clipped
-# noise makes the band-limited edges overshoot; twice that keeps the output under ~0.9
-# at level +6 dB (and near unity gain at drive 0, level 1 for small signals).
+# peaks reach ~0.75 V (more on hard-clipped noise); 2.6 V keeps the output under ~0.9 at
+# level +6 dB (and near unity gain at drive 0, level 1 for small signals).
 OVERDRIVE_OUTPUT_VOLT = 2.6
 
 
@@ -354,8 +333,8 @@ DEVICES: dict[str, VirtualDevice] = {
         folder="Synth-Overdrive",
         description=(
             "Overdrive pedal: input gain, RC + antiparallel diode clipper ODE solved per "
-            f"sample (backward Euler + Newton, {OVERSAMPLING}x oversampled with a zero-phase "
-            "anti-alias filter), first-order treble shelf, output level. No latency."
+            f"sample (backward Euler + Newton, {OVERSAMPLING}x oversampled, causal), "
+            "first-order treble shelf, output level. No latency."
         ),
         knobs=("D", "T", "L"),
         knob_names={"D": "drive", "T": "tone", "L": "level"},
