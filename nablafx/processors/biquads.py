@@ -68,6 +68,7 @@ class BiquadCascade(Processor):
                 specs.append(ParamSpec(prefix + "gain_db", low, high, "dB", "linear", default))
             self.kinds.append((kind, prefix))
         self.param_specs = tuple(specs)
+        self.compiled_static_form: nn.Module | None = None  # set by compile_static_form (export)
 
     @property
     def receptive_field(self) -> int:
@@ -112,16 +113,20 @@ class BiquadCascade(Processor):
         return torch.jit.is_tracing() or (not torch.is_grad_enabled() and x.shape[-1] <= STATIC_FORM_MAX_LENGTH)
 
     def static_form(self) -> nn.Module:
-        """The :class:`StaticBiquadForm` of this cascade, made on first use. Kept outside the
-        module tree (it refers back to this module)."""
+        """The :class:`StaticBiquadForm` of this cascade: the compiled one of an export, else the
+        eager one, made on first use and kept outside the module tree (it refers back to this
+        module)."""
+        if self.compiled_static_form is not None:
+            return self.compiled_static_form
         form = self.__dict__.get("_static_form")
         if form is None:
             form = self.__dict__["_static_form"] = StaticBiquadForm(self)
         return form
 
     def compile_static_form(self) -> None:
-        """For export: the static form compiled (the coefficient function traced, the rest scripted)."""
-        self.__dict__["_static_form"] = torch.jit.script(StaticBiquadForm(self, trace_coefficients=True))
+        """For export: the static form compiled (the coefficient function traced, the rest
+        scripted), registered as a submodule so a trace of the model can call it."""
+        self.compiled_static_form = torch.jit.script(StaticBiquadForm(self, trace_coefficients=True))
 
     def frequency_response(self, values: dict[str, Tensor], n_fft: int) -> Tensor:
         b, a = self.coefficients(values)
