@@ -106,11 +106,12 @@ class BiquadCascade(Processor):
         return super().forward(x, controls, state)
 
     def uses_static_form(self, x: Tensor, controls: Tensor | None) -> bool:
-        """Inference on streaming-sized blocks with controls constant in time (and every traced
-        call of that kind, which export has compiled): :class:`StaticBiquadForm`."""
+        """Inference on the CPU in streaming-sized blocks with controls constant in time (and every
+        traced call of that kind, which export has compiled): :class:`StaticBiquadForm`."""
         if self.training or controls is None or controls.shape[-1] != 1:
             return False
-        return torch.jit.is_tracing() or (not torch.is_grad_enabled() and x.shape[-1] <= STATIC_FORM_MAX_LENGTH)
+        return torch.jit.is_tracing() or (not torch.is_grad_enabled() and x.shape[-1] <= STATIC_FORM_MAX_LENGTH
+                                          and x.device.type == "cpu")
 
     def static_form(self) -> nn.Module:
         """The :class:`StaticBiquadForm` of this cascade: the compiled one of an export, else the
