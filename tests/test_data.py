@@ -366,7 +366,7 @@ def test_val_fraction_zero_disables_validation(tmp_path):
 
 
 def test_synth_audio_of_another_generator_version_is_not_used(tmp_path):
-    from nablafx.data.synth.render import DRY_FOLDER, DRY_MANIFEST, GENERATOR_VERSION
+    from nablafx.data.synth.manifest import DRY_FOLDER, DRY_MANIFEST, GENERATOR_VERSION
 
     root = tmp_path / "synth"
     make_tonetwist(root, device="Synth-Overdrive", settings=("G050",))
@@ -397,8 +397,9 @@ def test_synth_renders_the_dataset_once_when_missing(tmp_path, monkeypatch):
         return Path(out_dir)
 
     checked = []
-    fake_module = types.SimpleNamespace(render_dataset=render_dataset, check_generator_version=checked.append)
-    monkeypatch.setitem(sys.modules, "nablafx.data.synth.render", fake_module)
+    monkeypatch.setitem(sys.modules, "nablafx.data.synth.render", types.SimpleNamespace(render_dataset=render_dataset))
+    monkeypatch.setitem(sys.modules, "nablafx.data.synth.manifest",
+                        types.SimpleNamespace(check_generator_version=checked.append))
     synth = {"device": "overdrive", "seconds": 1.0}
     data = _datamodule(tmp_path / "synth", device="Synth-Overdrive", synth=synth)
     data.prepare_data()

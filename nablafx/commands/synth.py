@@ -7,8 +7,8 @@ import sys
 import time
 
 from nablafx.data.synth.devices import DEVICES
+from nablafx.data.synth.manifest import GENERATOR_VERSION
 from nablafx.data.synth.render import (
-    GENERATOR_VERSION,
     TEST_FRACTION,
     knob_grid,
     parse_knob_grid,

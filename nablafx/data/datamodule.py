@@ -263,11 +263,12 @@ class EffectDataModule(LightningDataModule):
     def _render_synth_if_missing(self) -> None:
         if self.synth is None:
             return
-        from nablafx.data.synth.render import check_generator_version, render_dataset  # heavy (numba)
-
         if (Path(self.root) / self.device).is_dir():
+            from nablafx.data.synth.manifest import check_generator_version
+
             check_generator_version(Path(self.root))
             return
+        from nablafx.data.synth.render import render_dataset  # heavy (numba): only to render
         rank_zero_info(
             f"{Path(self.root) / self.device} not found: rendering the built-in synthetic dataset "
             f"into {self.root} with {self.synth}"

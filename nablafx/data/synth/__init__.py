@@ -10,15 +10,28 @@
 Command line: ``nablafx data synth --out data/synth --knobs D=0,0.5,1``.
 """
 
-from nablafx.data.synth.devices import DEVICES, VirtualDevice
-from nablafx.data.synth.dry import make_dry
-from nablafx.data.synth.render import (
-    GENERATOR_VERSION,
-    knob_grid,
-    parse_knob_grid,
-    render_dataset,
-    setting_name,
-)
+from importlib import import_module
+
+from nablafx.data.synth.manifest import GENERATOR_VERSION
+
+# The devices and the renderer import numba: loaded on first use, so that reading a
+# dataset's manifest (every training run on synthetic data) stays light.
+_LAZY = {
+    "DEVICES": "devices",
+    "VirtualDevice": "devices",
+    "make_dry": "dry",
+    "knob_grid": "render",
+    "parse_knob_grid": "render",
+    "render_dataset": "render",
+    "setting_name": "render",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(f"nablafx.data.synth.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEVICES",

@@ -36,13 +36,10 @@ import soundfile
 from nablafx.data.errors import DataError
 from nablafx.data.synth.devices import DEVICES, VirtualDevice
 from nablafx.data.synth.dry import make_dry
+from nablafx.data.synth.manifest import DRY_FOLDER, DRY_MANIFEST, GENERATOR_VERSION
 from nablafx.errors import ConfigError
 from nablafx.files import replaced_atomically, write_text_atomically
 
-# Bump when a change to the dry signals or the devices changes the rendered audio.
-GENERATOR_VERSION = "2"  # 2: the overdrive became causal
-DRY_FOLDER = "DRY"
-DRY_MANIFEST = "synth.json"
 KNOB_STEP = 0.01  # setting names carry two decimals: values snap to this grid
 TEST_FRACTION = 1.0 / 3.0  # default test duration relative to trainval
 
@@ -214,25 +211,6 @@ def describe_manifest(manifest: dict) -> str:
     return (
         f"seed {manifest.get('seed')}, {rate} Hz, {durations}, generator {manifest.get('version')}"
     )
-
-
-def check_generator_version(root: Path) -> None:
-    """Stop if ``root`` holds synthetic audio that another generator version rendered.
-
-    Such audio differs from what this version renders for the same arguments, so training
-    on it would silently mix up results across versions.
-    """
-    manifest_path = Path(root) / DRY_FOLDER / DRY_MANIFEST
-    if not manifest_path.is_file():
-        return
-    version = json.loads(manifest_path.read_text(encoding="utf-8")).get("version")
-    if version != GENERATOR_VERSION:
-        raise DataError(
-            f"holds synthetic audio rendered by generator version {version}, but this nablafx renders "
-            f"version {GENERATOR_VERSION} (see {manifest_path})",
-            root,
-            "delete the folder: the next run renders it again",
-        )
 
 
 def file_seed(seed: int, file: DryFile) -> tuple[int, int]:
