@@ -18,7 +18,8 @@ from nam.models import init_from_nam
 
 from nablafx.export import ExportCheckFailed, UnsupportedExport, export_model
 from nablafx.export.metadata import ExportMetadata
-from nablafx.export.nam import BURN_IN, settled_state
+from nablafx.errors import ConfigError
+from nablafx.export.nam import BURN_IN, load_nam, nam_document, settled_state
 from nablafx.models import RNN
 from nablafx.models.wavenet import WaveNet
 
@@ -172,4 +173,40 @@ def test_cli_check_falls_back_to_the_numpy_reader_without_nam(tmp_path, monkeypa
     out = tmp_path / "amp.nam"
     assert export_cli(nam_checkpoint(tmp_path), "--format", "nam", "--out", out) == 0
     printed = capsys.readouterr().out
-    assert "NumPy reader of the file (neural-amp-modeler not importable" in printed and "NAM's loader" not in printed
+    assert "nablafx's reader of the file (neural-amp-modeler not importable" in printed and "NAM's loader" not in printed
+
+
+@pytest.mark.parametrize("name", ["lstm-16", "wavenet-gated", "wavenet-nano"])
+def test_load_nam_plays_files_that_nam_wrote_like_nam(name, tmp_path):
+    """A file written by NAM's own exporter, with weights NAM drew, played by nablafx's reader."""
+    torch.manual_seed(0)
+    net = MODELS[name]().eval()
+    path = export_model(net, describe(net), "nam", tmp_path / "model.nam", check_samples=500).path
+    _, nam_model = read_with_nam(path)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for parameter in nam_model.parameters():
+            parameter.uniform_(-0.4, 0.4)
+        document = json.loads(json.dumps(nam_model._get_export_dict()))  # NAM's writer, as plain JSON
+        if name.startswith("lstm"):  # NAM writes the state after its burn-in of silence; its plugin starts there
+            h, c = nam_model._get_initial_state()
+            nam_model._initial_hidden.copy_(h[:, 0])
+            nam_model._initial_cell.copy_(c[:, 0])
+    loaded, state = load_nam(document)
+    x = signal(3000)
+    with torch.no_grad():
+        theirs = nam_model(torch.from_numpy(x), pad_start=True).numpy()
+    ours = torch_output(loaded, x, None, state)
+    assert np.max(np.abs(theirs)) > 1e-3  # a non-trivial output
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+def test_load_nam_refuses_weights_that_do_not_fit_the_config(tmp_path):
+    net = WaveNet(preset="nano").eval()
+    document = nam_document(net, describe(net))
+    with pytest.raises(ConfigError, match="too short"):
+        load_nam({**document, "weights": document["weights"][:-5]})
+    with pytest.raises(ConfigError, match="holds .* values but its config uses"):
+        load_nam({**document, "weights": document["weights"] + [0.0]})
+    with pytest.raises(ConfigError, match="no reader for NAM architecture 'ConvNet'"):
+        load_nam({**document, "architecture": "ConvNet"})

@@ -50,6 +50,29 @@ def test_block_streaming_equals_one_call(num_knobs):
             torch.testing.assert_close(streamed, y[..., :300], atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("gated", [False, True])
+def test_channel_major_form_computes_the_same_model(gated):
+    """The channel-major form (the one ONNX gets) against the default time-major form: one call,
+    streamed blocks with its own state layout, and the valid form."""
+    torch.manual_seed(0)
+    layers = [dict(spec, gated=gated) for spec in PRESETS["nano"]]
+    net = WaveNet(num_knobs=2, layers=layers, head_scale=1.0).double().eval()
+    x = torch.randn(2, 1, 5000, dtype=torch.double) * 0.5
+    knobs = torch.rand(2, 2, dtype=torch.double)
+    with torch.no_grad():
+        y, state = net(x, knobs)
+        tail = net.forward_from(x, knobs, 4500)
+        net.channel_major = True
+        y_channels, state_channels = net(x, knobs)
+        streamed, _ = process_in_blocks(net, x, knobs, 97)
+        tail_channels = net.forward_from(x, knobs, 4500)
+    torch.testing.assert_close(y_channels, y, atol=1e-12, rtol=0)
+    torch.testing.assert_close(streamed, y, atol=1e-12, rtol=0)
+    torch.testing.assert_close(tail_channels, tail, atol=1e-12, rtol=0)
+    for time_major, channel_major in zip(state, state_channels):
+        torch.testing.assert_close(channel_major, time_major.transpose(1, 2), atol=1e-12, rtol=0)
+
+
 @pytest.mark.parametrize("num_knobs", [0, 2])
 def test_training_form_equals_the_tail_of_a_call_from_silence(num_knobs):
     # forward_from computes only the outputs that have their whole history (the valid form of

@@ -184,17 +184,18 @@ class BlockRateLSTM(nn.Module):
         batch, channels, length = x.shape[0], x.shape[1], x.shape[2]
         if self.abs_pooling:
             x = x.abs()
-        fresh = bool(started == 0)
+        fresh = int(started) == 0
         phase = 0 if fresh else int(phase_t)
-        new_started = torch.ones_like(started)
+        length_t = torch.tensor(length, dtype=torch.int64)
         if not fresh and phase + length < self.block_size:
             # The chunk stays inside the current control block (the common case when
             # streaming small host blocks): no LSTM step, the control value is unchanged.
+            # Few tensor operations here: at 64-sample host blocks this runs on every call.
             chunk_max = x.amax(dim=-1)
             partial = torch.maximum(partial, chunk_max) if phase > 0 else chunk_max
             values = self.readout(h.transpose(0, 1)).transpose(1, 2)
-            new_phase = torch.tensor(phase + length, dtype=torch.int64)
-            return values, phase_t, torch.tensor(length, dtype=torch.int64), (new_phase, partial, h, c, new_started)
+            return values, phase_t, length_t, (phase_t + length_t, partial, h, c, started)
+        new_started = torch.ones_like(started)
 
         # The samples of a control block begun in an earlier chunk are represented by
         # `phase` copies of their running max (max is associative), so the chunk splits
@@ -227,7 +228,7 @@ class BlockRateLSTM(nn.Module):
         values = self.readout(torch.cat(outputs, dim=1)[:, :used]).transpose(1, 2)
         new_phase = torch.tensor((phase + length) % self.block_size, dtype=torch.int64)
         offset = torch.tensor(phase, dtype=torch.int64)
-        return values, offset, torch.tensor(length, dtype=torch.int64), (new_phase, new_partial, h, c, new_started)
+        return values, offset, length_t, (new_phase, new_partial, h, c, new_started)
 
 
 def block_sequence(control: nn.Module, x: Tensor, knobs: Tensor | None, state

@@ -29,8 +29,10 @@ order, tap 0 being the oldest sample.
 
 The export check (:func:`verify`) reads the written file back with neural-amp-modeler's own
 loader (``nam.models.init_from_nam``, the ``dev``/tests dependency) and runs it; only where that
-package is not installed does it fall back to :func:`run_nam`, a small NumPy reader of both
-layouts. The check's label says which one ran.
+package is not installed does it fall back to :func:`load_nam`, nablafx's reader of both
+layouts (the file's weights back into a nablafx model: it checks the layout round trip, not
+NAM's runtime). The check's label says which one ran. :func:`load_nam` also reads ``.nam``
+files written by NAM's trainer.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ from nablafx.export.errors import UnsupportedExport
 from nablafx.export.families import model_family
 from nablafx.export.metadata import ExportMetadata
 from nablafx.errors import ConfigError
+from nablafx.models.rnn import RNN
+from nablafx.models.wavenet import LAYER_ARRAY_KEYS, WaveNet
 
 VERSION = "0.5.4"
 GEAR_TYPES = ("amp", "pedal", "pedal_amp", "amp_cab", "amp_pedal_cab", "preamp", "studio")
@@ -169,81 +173,109 @@ def write(net: nn.Module, metadata: ExportMetadata, path: Path, **options) -> No
     Path(path).write_text(json.dumps(document))
 
 
-# --- NumPy reader ---------------------------------------------------------------------------
+# --- reader -----------------------------------------------------------------------------
 
-def run_nam(document: dict, x: np.ndarray) -> np.ndarray:
-    """Run a ``.nam`` document (LSTM or WaveNet layout) on ``x`` (1-D), from its initial state."""
-    weights = np.asarray(document["weights"], dtype=np.float64)
-    if document["architecture"] == "LSTM":
-        return _run_lstm(document["config"], weights, x)
-    if document["architecture"] == "WaveNet":
-        return _run_wavenet(document["config"], weights, x)
-    raise ConfigError(f"no reader for NAM architecture {document['architecture']!r}")
+def load_nam(document: dict) -> tuple[nn.Module, object]:
+    """A ``.nam`` document (LSTM or WaveNet layout, as NAM's trainer or :func:`write` writes it)
+    as a nablafx model, with the state NAM's runtimes start it from (see :func:`settled_state`).
+
+    The inverse of :func:`nam_document`: the flat weight list is read back into
+    :class:`~nablafx.models.RNN` or :class:`~nablafx.models.wavenet.WaveNet`, which then run the
+    file with nablafx's own forward pass."""
+    architecture, config = document.get("architecture"), document.get("config", {})
+    weights = torch.tensor(document.get("weights", []), dtype=torch.float32)
+    if architecture == "LSTM":
+        net, state = _load_lstm(config, _Reader(weights))
+    elif architecture == "WaveNet":
+        net = _load_wavenet(config, _Reader(weights))
+        state = None
+    else:
+        raise ConfigError(f"no reader for NAM architecture {architecture!r}; nablafx reads LSTM and WaveNet")
+    net.eval()
+    if state is None:
+        state = settled_state(net)
+    return net, state
 
 
 class _Reader:
-    def __init__(self, weights: np.ndarray):
+    """Hands out consecutive tensors of the flat weight list and checks it is used up exactly."""
+
+    def __init__(self, weights: torch.Tensor):
         self.weights, self.position = weights, 0
 
-    def take(self, *shape: int) -> np.ndarray:
+    def take(self, *shape: int) -> torch.Tensor:
         size = int(np.prod(shape))
+        if self.position + size > self.weights.numel():
+            raise ConfigError(
+                f"the .nam weight list is too short for its config ({self.weights.numel()} values); "
+                "the file is truncated or its config does not match its weights"
+            )
         values = self.weights[self.position : self.position + size]
         self.position += size
         return values.reshape(shape)
 
-
-def _sigmoid(v: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-v))
-
-
-def _run_lstm(config: dict, weights: np.ndarray, x: np.ndarray) -> np.ndarray:
-    hidden, inputs = config["hidden_size"], config["input_size"]
-    read = _Reader(weights)
-    matrix, bias = read.take(4 * hidden, inputs + hidden), read.take(4 * hidden)
-    h, c = read.take(hidden), read.take(hidden)
-    head_w, head_b = read.take(hidden), read.take(1)
-    y = np.empty(len(x))
-    for t, sample in enumerate(x.astype(np.float64)):
-        gates = matrix @ np.concatenate([[sample], h]) + bias
-        i, f, g, o = np.split(gates, 4)
-        c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
-        h = _sigmoid(o) * np.tanh(c)
-        y[t] = head_w @ h + head_b[0]
-    return y
+    def finish(self) -> None:
+        if self.position != self.weights.numel():
+            raise ConfigError(
+                f"the .nam weight list holds {self.weights.numel()} values but its config uses "
+                f"{self.position}; the config does not match its weights"
+            )
 
 
-_NUMPY_ACTIVATIONS = {"Tanh": np.tanh, "ReLU": lambda v: np.maximum(v, 0.0), "Sigmoid": _sigmoid,
-                      "Hardtanh": lambda v: np.clip(v, -1.0, 1.0), "LeakyReLU": lambda v: np.where(v > 0, v, 0.01 * v),
-                      "SiLU": lambda v: v * _sigmoid(v)}
+def _unsupported(what: str) -> ConfigError:
+    return ConfigError(f"this .nam file has {what}, which nablafx's reader does not take")
 
 
-def _run_wavenet(config: dict, weights: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """NAM's semantics: the input is preceded by receptive-field - 1 samples of silence."""
-    read = _Reader(weights)
-    warm_up = sum((spec["kernel_size"] - 1) * sum(spec["dilations"]) for spec in config["layers"])
-    signal = np.concatenate([np.zeros(warm_up), x.astype(np.float64)])[None, :]  # (channels, time)
-    condition = signal
-    y, head = signal, None
-    for spec in config["layers"]:
-        channels, k = spec["channels"], spec["kernel_size"]
-        mid = 2 * channels if spec["gated"] else channels
-        act = _NUMPY_ACTIVATIONS[spec["activation"]]
-        y = read.take(channels, spec["input_size"]) @ y
-        for d in spec["dilations"]:
-            conv_w, conv_b = read.take(mid, channels, k), read.take(mid)
-            mixer = read.take(mid, spec["condition_size"])
-            out_w, out_b = read.take(channels, channels), read.take(channels)
-            padded = np.pad(y, ((0, 0), ((k - 1) * d, 0)))  # causal; the warm-up hides the zero padding
-            z = sum(conv_w[:, :, j] @ padded[:, j * d : j * d + y.shape[1]] for j in range(k))
-            z = z + conv_b[:, None] + mixer @ condition
-            post = act(z[:channels]) * _sigmoid(z[channels:]) if spec["gated"] else act(z)
-            y = y + out_w @ post + out_b[:, None]
-            head = post if head is None else head + post
-        head = read.take(spec["head_size"], channels) @ head
-        if spec["head_bias"]:
-            head = head + read.take(spec["head_size"])[:, None]
-    head_scale = read.take(1)[0]
-    return (head_scale * head)[0, warm_up:]
+@torch.no_grad()
+def _load_lstm(config: dict, read: _Reader):
+    if config.get("input_size", 1) != 1 or config.get("num_layers", 1) != 1:
+        raise _unsupported(f"an LSTM with input_size {config.get('input_size')} and "
+                           f"num_layers {config.get('num_layers')} (nablafx reads 1 and 1)")
+    hidden = int(config["hidden_size"])
+    net = RNN(hidden_size=hidden, cell="lstm", residual=False, output_tanh=False)
+    rnn = net.rnn
+    matrix = read.take(4 * hidden, 1 + hidden)
+    rnn.weight_ih_l0.copy_(matrix[:, :1])
+    rnn.weight_hh_l0.copy_(matrix[:, 1:])
+    rnn.bias_ih_l0.copy_(read.take(4 * hidden))
+    rnn.bias_hh_l0.zero_()  # NAM stores the sum of both biases
+    h, c = read.take(1, 1, hidden).clone(), read.take(1, 1, hidden).clone()
+    net.head.weight.copy_(read.take(1, hidden))
+    net.head.bias.copy_(read.take(1))
+    read.finish()
+    return net, (h, c)
+
+
+@torch.no_grad()
+def _load_wavenet(config: dict, read: _Reader):
+    if config.get("head") is not None:
+        raise _unsupported("a WaveNet head (config 'head' not null)")
+    specs = config.get("layers", [])
+    for i, spec in enumerate(specs):
+        expected_input = 1 if i == 0 else specs[i - 1]["channels"]
+        if spec.get("condition_size") != 1 or spec.get("input_size") != expected_input:
+            raise _unsupported(
+                f"WaveNet layer array {i} with input_size {spec.get('input_size')} and condition_size "
+                f"{spec.get('condition_size')} (nablafx reads {expected_input} and 1: audio in, no knobs)"
+            )
+    net = WaveNet(layers=[{key: spec[key] for key in LAYER_ARRAY_KEYS if key in spec} for spec in specs],
+                  head_scale=float(config.get("head_scale", 0.02)))
+    for array in net.arrays:
+        array.rechannel.weight.copy_(read.take(*array.rechannel.weight.shape))
+        for layer in array.layers:
+            mid, channels, k = layer.mix.out_features, layer.channels, layer.kernel_size
+            conv = read.take(mid, channels, k)
+            layer.mix.weight[:, : k * channels] = conv.permute(0, 2, 1).reshape(mid, k * channels)
+            layer.mix.bias.copy_(read.take(mid))
+            layer.mix.weight[:, k * channels :] = read.take(mid, layer.condition_size)
+            layer.layer1x1.weight.copy_(read.take(channels, channels))
+            layer.layer1x1.bias.copy_(read.take(channels))
+        array.head_rechannel.weight.copy_(read.take(*array.head_rechannel.weight.shape))
+        if array.head_rechannel.bias is not None:
+            array.head_rechannel.bias.copy_(read.take(*array.head_rechannel.bias.shape))
+    net.head_scale.copy_(read.take(1)[0])
+    read.finish()
+    return net
 
 
 def settled_state(net: nn.Module):
@@ -281,12 +313,14 @@ def nam_reader() -> tuple[Callable[[dict, np.ndarray], np.ndarray] | None, str]:
 
 
 def verify(path: Path, net: nn.Module, x: np.ndarray, knobs: np.ndarray) -> dict[str, float]:
-    """Read the file back with NAM's own loader (:func:`nam_reader`), or with :func:`run_nam`
+    """Read the file back with NAM's own loader (:func:`nam_reader`), or with :func:`load_nam`
     where neural-amp-modeler is not installed, run it and compare with the PyTorch model started
     from the same settled state (:func:`settled_state`). The label names the reader used."""
     document = json.loads(Path(path).read_text())
     reference = reference_output(net, x, knobs, settled_state(net))
     run, label = nam_reader()
     if run is None:
-        return {f"NumPy reader of the file ({label})": max_error(run_nam(document, x), reference)}
+        loaded, state = load_nam(document)
+        output = reference_output(loaded, x, knobs, state)
+        return {f"nablafx's reader of the file ({label})": max_error(output, reference)}
     return {label: max_error(run(document, x), reference)}

@@ -19,26 +19,23 @@ tensors), so S4 is refused. Block-rate control (TFiLM/TTFiLM/TVFiLM, the RNN's t
 is refused too: its compiled bookkeeping (:mod:`nablafx.controllers.block_rate`) converts to ONNX
 If/Loop nodes with data-dependent shapes that onnxruntime rejects.
 
-Dilated causal convolutions are exported as ONNX ``Conv`` with dilations:
-:class:`~nablafx.models.causal_conv.CausalConv1d` computes small blocks by gathering its
-taps with ``Tensor.unfold``, which the exporter cannot express for a dynamic length, so the
-exported copy runs the (numerically equivalent) plain dilated convolution instead; the
-WaveNet is exported in its channel-major convolution form for speed
-(:func:`_wavenet_as_convolutions`).
+Dilated causal convolutions are exported as ONNX ``Conv`` with dilations: the exported copy
+of every :class:`~nablafx.models.causal_conv.CausalConv1d` has its tap gathering switched
+off (``gather_limit = 0``), and a WaveNet computes channel-major
+(:attr:`~nablafx.models.wavenet.WaveNet.channel_major`), NAM's own form, whose dilated
+``Conv`` nodes onnxruntime runs faster than the gathered taps PyTorch prefers.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
 from nablafx.core import feed_blocks
 from nablafx.export.check import IRREGULAR_BLOCKS, max_error, reference_output
@@ -87,54 +84,14 @@ def check(net: nn.Module, metadata: ExportMetadata) -> None:
     _require_runtime()
 
 
-def _plain_causal_conv(conv: CausalConv1d, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """``CausalConv1d.forward`` as one ``F.conv1d`` (an ONNX ``Conv``)."""
-    if state is None:
-        state = x.new_zeros(x.shape[0], x.shape[1], conv.context)
-    x = torch.cat([state, x], dim=-1)
-    return F.conv1d(x, conv.weight, conv.bias, dilation=conv.dilation), x[..., x.shape[-1] - conv.context :]
-
-
-def _wavenet_as_convolutions(net: WaveNet, x: Tensor, knobs: Tensor | None = None, state=None):
-    """``WaveNet.forward`` channel-major, every layer as ONNX ``Conv`` nodes (NAM's own form).
-
-    The model computes time-major with gathered taps, which suits PyTorch; onnxruntime runs
-    its dilated ``Conv`` kernel faster than the equivalent Concat/Slice/MatMul nodes
-    (``nablafx bench --exported`` shows the figures on a given machine). The state here is
-    ``(batch, channels, context)`` per layer, internal to the exported graph.
-    """
-    condition = x
-    if net.num_knobs:
-        condition = torch.cat([x, knobs.to(x).unsqueeze(-1).expand(-1, -1, x.shape[-1])], dim=1)
-    layers = [layer for array in net.arrays for layer in array.layers]
-    if state is None:
-        state = [x.new_zeros(x.shape[0], layer.channels, layer.context) for layer in layers]
-    y, head, new_state, index = x, None, [], 0
-    for i, array in enumerate(net.arrays):
-        y = F.conv1d(y, array.rechannel.weight.unsqueeze(-1))
-        for n, layer in enumerate(array.layers):
-            conv, conv_bias, mixer, weight1x1, bias1x1 = layer.nam_tensors()
-            history = torch.cat([state[index], y], dim=-1)
-            z = F.conv1d(history, conv, conv_bias, dilation=layer.dilation) + F.conv1d(condition, mixer)
-            post = (layer.activation(z[:, : layer.channels]) * torch.sigmoid(z[:, layer.channels :])
-                    if layer.gated else layer.activation(z))
-            if not (i == len(net.arrays) - 1 and n == len(array.layers) - 1):  # the last 1x1 feeds nothing
-                y = y + F.conv1d(post, weight1x1, bias1x1)
-            head = post if head is None else head + post
-            new_state.append(history[..., history.shape[-1] - layer.context :])
-            index += 1
-        head = F.conv1d(head, array.head_rechannel.weight.unsqueeze(-1), array.head_rechannel.bias)
-    return net.head_scale * head, new_state
-
-
 def write(net: nn.Module, metadata: ExportMetadata, path: Path) -> None:
     onnx, _ = _require_runtime()
     net = copy.deepcopy(net).eval()
     for module in net.modules():
         if isinstance(module, CausalConv1d):
-            module.forward = functools.partial(_plain_causal_conv, module)
-    if isinstance(net, WaveNet):
-        net.forward = functools.partial(_wavenet_as_convolutions, net)
+            module.gather_limit = 0
+        if isinstance(module, WaveNet):
+            module.channel_major = True
     step, state, example = trace_step(net, takes_knobs=net.num_knobs > 0)
     state_names = [f"state_{i}" for i in range(len(state))]
     input_names = ["block"] + (["knobs"] if net.num_knobs else []) + state_names

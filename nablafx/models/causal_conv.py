@@ -19,10 +19,15 @@ class CausalConv1d(nn.Conv1d):
     The state is the last ``(kernel_size - 1) * dilation`` input samples. ``state=None``
     means silence (zeros), so a signal processed in blocks with the carried state gives
     exactly the output of one call, and no block ever re-runs the receptive field.
+
+    Dilated calls of up to :attr:`gather_limit` output samples gather their taps
+    (:meth:`_gathered_taps`); the ONNX exporter sets the limit to 0 on its copy, because
+    ``Tensor.unfold`` has no ONNX form for a dynamic length, while ``F.conv1d`` is ONNX's ``Conv``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1, bias: bool = True):
         super().__init__(in_channels, out_channels, kernel_size, dilation=dilation, bias=bias)
+        self.gather_limit = SMALL_BLOCK
 
     @property
     def context(self) -> int:
@@ -33,7 +38,7 @@ class CausalConv1d(nn.Conv1d):
             state = x.new_zeros(x.shape[0], x.shape[1], self.context)
         x = torch.cat([state, x], dim=-1)
         length = x.shape[-1] - self.context
-        if self.dilation[0] > 1 and length <= SMALL_BLOCK:
+        if self.dilation[0] > 1 and length <= self.gather_limit:
             y = self._gathered_taps(x, length)
         else:
             y = F.conv1d(x, self.weight, self.bias, dilation=self.dilation)

@@ -59,6 +59,7 @@ import copy
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nablafx.core import State, StreamModule
@@ -141,23 +142,50 @@ class WaveNetLayer(nn.Module):
         mixer = self.mix.weight[:, taps:].unsqueeze(-1)
         return [conv, self.mix.bias, mixer, self.layer1x1.weight.unsqueeze(-1), self.layer1x1.bias]
 
-    def forward(self, x: Tensor, condition: Tensor, state: Tensor | None, need_residual: bool = True
-                ) -> tuple[Tensor | None, Tensor, Tensor]:
-        """Time-major: ``x`` ``(batch, time, C)``, ``condition`` ``(batch, time, c)``, ``state``
+    def forward(self, x: Tensor, condition: Tensor, state: Tensor | None, need_residual: bool = True,
+                channel_major: bool = False) -> tuple[Tensor | None, Tensor, Tensor]:
+        """``x`` ``(batch, time, C)``, ``condition`` ``(batch, time, c)``, ``state``
         ``(batch, context, C)``; returns ``(residual output or None, post-activation, new state)``.
+        With ``channel_major`` every tensor has its time and channel axes swapped and the mixing
+        products run as dilated ``Conv1d`` kernels (see :attr:`WaveNet.channel_major`).
 
         ``state=None`` is the *valid* form: ``x`` is its own history and the outputs are the
         ``time - context`` samples that have it all (aligned with the end of ``x``)."""
-        history = x if state is None else torch.cat([state, x], dim=1)
-        length = history.shape[1] - self.context
-        taps = [history[:, j * self.dilation : j * self.dilation + length] for j in range(self.kernel_size)]
-        z = self.mix(torch.cat(taps + [condition[:, condition.shape[1] - length :]], dim=-1))
+        time = 2 if channel_major else 1
+        if state is None:  # valid form: the outputs are the last `length` samples
+            history = x
+            length = x.shape[time] - self.context
+            x, condition = _last(x, length, time), _last(condition, length, time)
+        else:
+            history = torch.cat([state, x], dim=time)
+            length = x.shape[time]
+        if channel_major:
+            conv, conv_bias, mixer, _, _ = self.nam_tensors()
+            z = F.conv1d(history, conv, conv_bias, dilation=self.dilation) + F.conv1d(condition, mixer)
+        else:
+            taps = [history[:, j * self.dilation : j * self.dilation + length] for j in range(self.kernel_size)]
+            z = self.mix(torch.cat(taps + [condition], dim=-1))
+        channel = 1 if channel_major else -1
         if self.gated:
-            post = self.activation(z[..., : self.channels]) * torch.sigmoid(z[..., self.channels :])
+            value, gate = z.split(self.channels, dim=channel)
+            post = self.activation(value) * torch.sigmoid(gate)
         else:
             post = self.activation(z)
-        out = history[:, self.context :] + self.layer1x1(post) if need_residual else None
-        return out, post, history[:, history.shape[1] - self.context :]
+        out = x + pointwise(self.layer1x1, post, channel_major) if need_residual else None
+        return out, post, _last(history, self.context, time)
+
+
+def _last(v: Tensor, count: int, time: int) -> Tensor:
+    """The last ``count`` samples of ``v`` along axis ``time`` (1 or 2)."""
+    start = v.shape[time] - count
+    return v[:, start:] if time == 1 else v[:, :, start:]
+
+
+def pointwise(linear: nn.Linear, v: Tensor, channel_major: bool) -> Tensor:
+    """A 1x1 convolution held as ``nn.Linear``, on time-major or channel-major ``v``."""
+    if channel_major:
+        return F.conv1d(v, linear.weight.unsqueeze(-1), linear.bias)
+    return linear(v)
 
 
 class LayerArray(nn.Module):
@@ -176,17 +204,20 @@ class LayerArray(nn.Module):
         )
         self.head_rechannel = nn.Linear(channels, head_size, bias=head_bias)
 
-    def forward(self, x: Tensor, condition: Tensor, head: Tensor | None, states: list, last_array: bool
-                ) -> tuple[Tensor, Tensor | None, list]:
-        x = self.rechannel(x)
+    def forward(self, x: Tensor, condition: Tensor, head: Tensor | None, states: list, last_array: bool,
+                channel_major: bool = False) -> tuple[Tensor, Tensor | None, list]:
+        time = 2 if channel_major else 1
+        x = pointwise(self.rechannel, x, channel_major)
         new_states = []
         last = len(self.layers) - 1
         for n, (layer, state) in enumerate(zip(self.layers, states)):
-            x, post, state = layer(x, condition, state, need_residual=not (last_array and n == last))
-            # valid form (no states): every layer shortens the signal by its context
-            head = post if head is None else head[:, head.shape[1] - post.shape[1] :] + post
-            new_states.append(state)
-        return self.head_rechannel(head), x, new_states
+            x, post, new_state = layer(x, condition, state, need_residual=not (last_array and n == last),
+                                       channel_major=channel_major)
+            if head is not None and state is None:  # valid form: every layer shortens the signal
+                head = _last(head, post.shape[time], time)
+            head = post if head is None else head + post
+            new_states.append(new_state)
+        return pointwise(self.head_rechannel, head, channel_major), x, new_states
 
 
 def _check_layer_arrays(layers: list[dict]) -> None:
@@ -254,6 +285,11 @@ class WaveNet(StreamModule):
             LayerArray(size, self.condition_size, **spec) for size, spec in zip(input_sizes, self.layer_specs)
         )
         self.head_scale = nn.Parameter(torch.tensor(float(head_scale)), requires_grad=False)
+        #: Compute channel-major, every mixing product a ``Conv1d`` (NAM's own form). ONNX
+        #: runtimes run their dilated ``Conv`` kernel faster than the gathered taps of the
+        #: default time-major form, so the ONNX exporter sets this on its copy; the state is
+        #: then ``(batch, channels, context)`` per layer. Same weights, same outputs.
+        self.channel_major = False
 
     @property
     def receptive_field(self) -> int:
@@ -268,7 +304,8 @@ class WaveNet(StreamModule):
         if x.shape[1] != 1:
             raise ConfigError(f"WaveNet is a mono model; got {x.shape[1]} audio channels")
         if state is None:
-            state = [x.new_zeros(x.shape[0], layer.context, array.layers[0].channels)
+            state = [x.new_zeros((x.shape[0], layer.channels, layer.context) if self.channel_major
+                                 else (x.shape[0], layer.context, layer.channels))
                      for array in self.arrays for layer in array.layers]
         check_state_entries(self, state, self.num_layers, "tensors (one per layer)")
         return self._run(x, knobs, state)
@@ -283,17 +320,24 @@ class WaveNet(StreamModule):
         return self._run(x[..., skip:], knobs, [None] * self.num_layers)[0]
 
     def _run(self, x: Tensor, knobs: Tensor | None, state: list) -> tuple[Tensor, State]:
-        # Time-major inside: every 1x1 convolution is one matrix product, and the dilated conv
-        # and input mixer of a layer one product over gathered taps (see the module docstring).
-        audio = x.transpose(1, 2)  # (batch, time, 1)
+        # Time-major by default: every 1x1 convolution is one matrix product, and the dilated
+        # conv and input mixer of a layer one product over gathered taps (see the module docstring).
+        channel_major = self.channel_major
+        audio = x if channel_major else x.transpose(1, 2)
         condition = audio
         if self.num_knobs:
-            condition = torch.cat([audio, knobs.to(x).unsqueeze(1).expand(-1, x.shape[-1], -1)], dim=-1)
+            constant = knobs.to(x).unsqueeze(-1).expand(-1, -1, x.shape[-1])  # (batch, knobs, time)
+            if channel_major:
+                condition = torch.cat([audio, constant], dim=1)
+            else:
+                condition = torch.cat([audio, constant.transpose(1, 2)], dim=2)
         head, y, new_states, start = None, audio, [], 0
         last = len(self.arrays) - 1
         for i, array in enumerate(self.arrays):
             count = len(array.layers)
-            head, y, array_states = array(y, condition, head, list(state[start : start + count]), last_array=i == last)
+            head, y, array_states = array(y, condition, head, list(state[start : start + count]),
+                                          last_array=i == last, channel_major=channel_major)
             new_states.extend(array_states)
             start += count
-        return (self.head_scale * head).transpose(1, 2), new_states
+        y = self.head_scale * head
+        return (y if channel_major else y.transpose(1, 2)), new_states
