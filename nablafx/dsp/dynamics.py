@@ -52,39 +52,49 @@ def time_constant_coefficient(time_ms: Tensor, sample_rate: float) -> Tensor:
     return (-1000.0 / (time_ms * sample_rate)).exp()
 
 
+def _branching_smoother(reduction: List[float], alpha_attack: List[float], alpha_release: List[float],
+                        s: float, step_a: int, step_r: int, smoothed: List[float], attacking: List[bool]) -> None:
+    """The smoother over one signal from ``s``, in place: the smoothed values and, per sample,
+    whether it attacked. Written once, in the subset numba (arrays, eager) and TorchScript
+    (lists, export) both compile; coefficients are read at ``n * step``."""
+    for n in range(len(reduction)):
+        attack = reduction[n] < s
+        alpha = alpha_attack[n * step_a] if attack else alpha_release[n * step_r]
+        s = alpha * s + (1.0 - alpha) * reduction[n]
+        smoothed[n] = s
+        attacking[n] = attack
+
+
+_branching_smoother_numba = numba.njit(cache=True, nogil=True)(_branching_smoother)
+_branching_smoother_scripted = torch.jit.script(_branching_smoother)
+
+
 @numba.njit(cache=True, nogil=True)
 def _attack_branch(reduction, alpha_attack, alpha_release, s_init, attacking):
-    batch, length = reduction.shape
     step_a = 1 if alpha_attack.shape[1] > 1 else 0
     step_r = 1 if alpha_release.shape[1] > 1 else 0
-    for b in range(batch):
-        s = np.float64(s_init[b])
-        for n in range(length):
-            r = np.float64(reduction[b, n])
-            attack = r < s
-            alpha = alpha_attack[b, n * step_a] if attack else alpha_release[b, n * step_r]
-            s = alpha * s + (1 - alpha) * r
-            attacking[b, n] = attack
+    smoothed = np.empty(reduction.shape[1])
+    for b in range(reduction.shape[0]):
+        _branching_smoother_numba(reduction[b], alpha_attack[b], alpha_release[b], s_init[b], step_a, step_r,
+                                  smoothed, attacking[b])
 
 
 @torch.jit.script
 def smooth_gain_scripted(reduction: Tensor, alpha_attack: Tensor, alpha_release: Tensor, state: Tensor) -> Tensor:
-    """The branching smoother as a TorchScript loop, for export (no gradient; arguments as
+    """The branching smoother under TorchScript, for export (no gradient; arguments as
     :func:`smooth_gain`, coefficients already expanded to the batch)."""
     step_a = 1 if alpha_attack.shape[1] > 1 else 0
     step_r = 1 if alpha_release.shape[1] > 1 else 0
+    length = reduction.shape[1]
     rows: List[Tensor] = []
     for i in range(reduction.shape[0]):
         r: List[float] = reduction[i].double().tolist()
         attack: List[float] = alpha_attack[i].double().tolist()
         release: List[float] = alpha_release[i].double().tolist()
-        s = float(state[i])
-        out: List[float] = []
-        for n in range(len(r)):
-            alpha = attack[n * step_a] if r[n] < s else release[n * step_r]
-            s = alpha * s + (1.0 - alpha) * r[n]
-            out.append(s)
-        rows.append(torch.tensor(out, dtype=torch.float64))
+        smoothed = [0.0] * length
+        attacking = [False] * length
+        _branching_smoother_scripted(r, attack, release, float(state[i]), step_a, step_r, smoothed, attacking)
+        rows.append(torch.tensor(smoothed, dtype=torch.float64))
     return torch.stack(rows).to(reduction.dtype)
 
 

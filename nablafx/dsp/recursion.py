@@ -29,10 +29,10 @@ Tensors on an accelerator are processed on the host (the recursion offers no
 parallelism over time to exploit).
 
 Under ``torch.jit.trace`` (export) numba is out of reach of the graph, so the same
-recursion runs as a TorchScript loop (:func:`iir_filter_scripted`, forward only). Static
-biquad cascades stream in block form instead, eagerly and exported
-(:class:`nablafx.processors.biquads.StaticBiquadForm`), which leaves this loop to
-time-varying coefficients.
+recursion (:func:`_direct_form_i`, written once) runs compiled by TorchScript instead
+(:func:`iir_filter_scripted`, forward only). Static biquad cascades stream in block form
+instead, eagerly and exported (:class:`nablafx.processors.biquads.StaticBiquadForm`), which
+leaves this loop to time-varying coefficients.
 """
 
 from __future__ import annotations
@@ -46,23 +46,47 @@ from torch import Tensor
 from nablafx.errors import ConfigError
 
 
+def _direct_form_i(xs: List[float], ys: List[float], bs: List[List[float]], as_: List[List[float]],
+                   length: int, step_b: int, step_a: int) -> None:
+    """The recursion over one signal, in place, all in float64: ``xs`` holds the ``M - 1``
+    input history samples then the input, ``ys`` the ``K`` output history samples then room for
+    the output (oldest first); ``bs`` / ``as_`` are ``(M, time|1)`` / ``(K, time|1)``, read at
+    column ``n * step``.
+
+    Written once, in the subset that both numba (NumPy arrays, eager) and TorchScript (float
+    lists, export) compile: nothing but indexing and float arithmetic per sample."""
+    taps, order = len(bs), len(as_)
+    for n in range(length):
+        acc = 0.0
+        for m in range(taps):
+            acc += bs[m][n * step_b] * xs[taps - 1 + n - m]
+        for k in range(1, order + 1):
+            acc -= as_[k - 1][n * step_a] * ys[order + n - k]
+        ys[order + n] = acc
+
+
+_direct_form_i_numba = numba.njit(cache=True, nogil=True)(_direct_form_i)
+_direct_form_i_scripted = torch.jit.script(_direct_form_i)
+
+
 @numba.njit(cache=True, nogil=True)
 def _iir_forward(x, b, a, x_init, y_init, y):
+    """:func:`_direct_form_i` over a batch in numba, each row copied to float64 with its
+    histories in front (one row at a time keeps the copies small)."""
     batch, length = x.shape
     taps, order = b.shape[1], a.shape[1]
     step_b = 1 if b.shape[2] > 1 else 0
     step_a = 1 if a.shape[2] > 1 else 0
+    xs = np.empty(taps - 1 + length)
+    ys = np.empty(order + length)
     for i in range(batch):
-        for n in range(length):
-            acc = 0.0
-            tb, ta = n * step_b, n * step_a
-            for m in range(taps):
-                past = x[i, n - m] if n >= m else x_init[i, m - n - 1]
-                acc += np.float64(b[i, m, tb]) * np.float64(past)
-            for k in range(1, order + 1):
-                past = y[i, n - k] if n >= k else np.float64(y_init[i, k - n - 1])
-                acc -= np.float64(a[i, k - 1, ta]) * past
-            y[i, n] = acc
+        for m in range(taps - 1):
+            xs[m] = x_init[i, taps - 2 - m]
+        xs[taps - 1 :] = x[i]
+        for k in range(order):
+            ys[k] = y_init[i, order - 1 - k]
+        _direct_form_i_numba(xs, ys, b[i].astype(np.float64), a[i].astype(np.float64), length, step_b, step_a)
+        y[i] = ys[order:]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -129,30 +153,20 @@ class _IIRFilter(torch.autograd.Function):
 
 @torch.jit.script
 def iir_filter_scripted(x: Tensor, b: Tensor, a: Tensor, x_init: Tensor, y_init: Tensor) -> Tensor:
-    """:func:`iir_filter` as a TorchScript loop (same arguments, histories required, no gradient).
-
-    Plain float arithmetic per sample: the interpreter's cost per tensor operation would
-    be paid for every sample otherwise.
-    """
-    length = x.shape[1]
-    taps, order = b.shape[1], a.shape[1]
+    """:func:`iir_filter` under TorchScript (same arguments, histories required, no gradient):
+    the same per-signal recursion on float lists (the interpreter's cost per tensor operation
+    would be paid for every sample otherwise)."""
+    length, order = x.shape[1], a.shape[1]
     step_b = 1 if b.shape[2] > 1 else 0
     step_a = 1 if a.shape[2] > 1 else 0
     rows: List[Tensor] = []
     for i in range(x.shape[0]):
-        # inputs and outputs with their histories in front, oldest first
         xs: List[float] = torch.cat([x_init[i].flip(0), x[i]]).double().tolist()
-        ys: List[float] = y_init[i].flip(0).double().tolist()
-        ys = ys + [0.0] * length
+        history: List[float] = y_init[i].flip(0).double().tolist()
+        ys = history + [0.0] * length
         bs: List[List[float]] = b[i].double().tolist()
         as_: List[List[float]] = a[i].double().tolist()
-        for n in range(length):
-            acc = 0.0
-            for m in range(taps):
-                acc += bs[m][n * step_b] * xs[taps - 1 + n - m]
-            for k in range(1, order + 1):
-                acc -= as_[k - 1][n * step_a] * ys[order + n - k]
-            ys[order + n] = acc
+        _direct_form_i_scripted(xs, ys, bs, as_, length, step_b, step_a)
         rows.append(torch.tensor(ys[order:], dtype=torch.float64))
     return torch.stack(rows).to(x.dtype)
 
