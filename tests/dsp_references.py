@@ -138,3 +138,21 @@ def assert_matches_reference(processor, x: torch.Tensor, controls: torch.Tensor 
         expected = reference_output(processor, x[i, 0].numpy(), item)
         np.testing.assert_allclose(y[i, 0].detach().numpy(), expected, atol=atol, rtol=0,
                                    err_msg=f"{type(processor).__name__}, batch item {i}")
+
+
+def s4_recurrence(ssm, u: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The diagonal SSM's definition, one sample at a time, from its discretisation:
+    ``s = dA s + dB u``, ``y = 2 Re(C s) + D u`` (state as real pairs, like the layer's)."""
+    dtA, dB, C = ssm.discretize()
+    dA = torch.exp(dtA)
+    if state is None:
+        s = torch.zeros(u.shape[0], ssm.channels, ssm.state_size, dtype=dA.dtype, device=u.device)
+    else:
+        s = torch.view_as_complex(state.contiguous())
+    outputs = []
+    for k in range(u.shape[-1]):
+        u_k = u[..., k]
+        s = dA * s + dB * u_k.unsqueeze(-1)
+        outputs.append(2 * (C * s).sum(-1).real + ssm.D * u_k)
+    y = torch.stack(outputs, dim=-1) if outputs else u.clone()
+    return y, torch.view_as_real(s)

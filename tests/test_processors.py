@@ -103,15 +103,19 @@ def test_high_shelf_is_a_high_shelf_and_low_shelf_a_low_shelf():
 @pytest.mark.parametrize("processor", [p for p in all_processors() if p.linear_time_invariant],
                          ids=lambda p: type(p).__name__)
 def test_training_and_streaming_paths_agree(processor):
-    """LTI blocks: the frequency-sampling response (train) against the exact recursion (eval)."""
+    """LTI blocks: the frequency-sampling response (train) against the exact recursion (eval)
+    and against the streaming kernel a plugin runs (64-sample blocks, no autograd)."""
     processor = processor.double()
     x = 0.5 * torch.randn(2, 1, 2000, dtype=D, generator=torch.Generator().manual_seed(1))
     controls = random_controls(processor, batch=1)  # shared by the batch: the frequency-sampling path
     assert processor.train().uses_frequency_sampling(processor.denormalize(controls))
     assert not processor.eval().uses_frequency_sampling(processor.denormalize(controls))
     streaming, _ = processor.eval()(x, controls)
+    with torch.no_grad():
+        blocks, _ = process_in_blocks(processor.eval(), x, controls, 64)
     training, _ = processor.train()(x, controls)
     torch.testing.assert_close(training, streaming, atol=1e-9, rtol=1e-9)
+    torch.testing.assert_close(training, blocks, atol=1e-9, rtol=1e-9)
 
 
 def test_only_lti_blocks_with_shared_static_controls_take_the_frequency_sampling_path():

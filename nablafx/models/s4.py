@@ -14,8 +14,8 @@ Zero-order hold with step dt (per channel) gives ``dA = exp(dt A)``, ``dB = (dA 
 Both forms are exact and equal; the convolution (FFT) is used for inputs longer than
 ``MATRIX_MAX_LENGTH``, and shorter ones (streaming blocks) apply the recurrence to the
 whole block as chunk matrix products (:meth:`DiagonalSSM.block_recurrence`, which exported
-models run with the operators fixed); the per-sample
-loop (:meth:`DiagonalSSM.recurrence`) is the reference both are tested against. The
+models run with the operators fixed); the tests check both against the per-sample
+recurrence, written out in ``tests/dsp_references.py``. The
 convolution form also carries the state: the initial state enters through the second term
 and the final state is ``s_{L-1} = dA^L s_{-1} + dB sum_j dA^{L-1-j} u_j``, so streaming in
 blocks of any size equals one call. Long inputs are convolved in chunks of ``CHUNK``
@@ -259,22 +259,6 @@ class DiagonalSSM(nn.Module):
             dim=-2,
         )  # (H, 2N, 2N)
         return torch.cat([torch.cat([toeplitz, from_state], dim=-1), torch.cat([to_state, rotation], dim=-1)], dim=-2)
-
-    def recurrence(self, u: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """The definition, one sample at a time: ``s = dA s + dB u``, ``y = 2 Re(C s) + D u``."""
-        dtA, dB, C = self.discretize()
-        dA = torch.exp(dtA)
-        if state is None:
-            s = torch.zeros(u.shape[0], self.channels, self.state_size, dtype=dA.dtype, device=u.device)
-        else:
-            s = torch.view_as_complex(state.contiguous())
-        outputs = []
-        for k in range(u.shape[-1]):
-            u_k = u[..., k]
-            s = dA * s + dB * u_k.unsqueeze(-1)
-            outputs.append(2 * (C * s).sum(-1).real + self.D * u_k)
-        y = torch.stack(outputs, dim=-1) if outputs else u.clone()
-        return y, torch.view_as_real(s)
 
 
 def short_chunk_matrix(to_output: Tensor, input_to_state: Tensor, powers: Tensor, n: int) -> Tensor:
