@@ -42,8 +42,8 @@ def test_compiled_control_gives_the_same_values_and_modulation(name, sizes):
         for chunk in chunks(x, sizes):
             expected, state_a = block_sequence(eager, chunk, knobs, state_a)
             got, state_b = block_sequence(compiled, chunk, knobs, state_b)
-            assert expected.per_sample().shape[-1] == chunk.shape[-1]
-            torch.testing.assert_close(got.per_sample(), expected.per_sample())
+            assert expected.per_sample(chunk).shape[-1] == chunk.shape[-1]
+            torch.testing.assert_close(got.per_sample(chunk), expected.per_sample(chunk))
             torch.testing.assert_close(got.map(mapped).modulate(chunk), expected.map(mapped).modulate(chunk))
             streamed.append(expected.map(mapped).modulate(chunk))
         whole, _ = block_sequence(eager, x, knobs, None)  # streamed in chunks = one call
@@ -60,7 +60,7 @@ def test_zero_state_means_a_fresh_stream():
         for module in (control, torch.jit.script(control)):
             from_none, _ = block_sequence(module, x, knobs, None)
             from_zeros, _ = block_sequence(module, x, knobs, zeros)
-            torch.testing.assert_close(from_zeros.per_sample(), from_none.per_sample())
+            torch.testing.assert_close(from_zeros.per_sample(x), from_none.per_sample(x))
 
 
 class Modulated(torch.nn.Module):
@@ -72,7 +72,7 @@ class Modulated(torch.nn.Module):
 
     def forward(self, x, state):
         sequence, state = block_sequence(self.control, x, None, state)
-        return sequence.modulate(x) + sequence.map(lambda v: v[..., :1]).per_sample(), state
+        return sequence.modulate(x) + sequence.map(lambda v: v[..., :1]).per_sample(x), state
 
 
 def test_a_trace_at_one_block_size_streams_every_block_size():

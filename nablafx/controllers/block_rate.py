@@ -21,12 +21,12 @@ in host blocks of any size (1, 7, 64, 1000 samples) give exactly the output of o
 the state carries the partially filled control block (its running max and how many
 samples it holds) and the LSTM state.
 
-State: ``(phase, partial_pool, h, c, started)`` -- ``phase`` a 0-dim int64 tensor with the
-number of samples already in the current control block, ``partial_pool`` ``(batch,
-features)`` their running max, ``h, c`` ``(1, batch, hidden)`` the LSTM state whose output
-``h`` is the control value of the current block, ``started`` a 0-dim int64 tensor, 0 before
-the first sample. ``state=None`` and an all-zero state both mean the start of a stream, so
-an exported stream starts from zeros like every other model.
+State: ``(position, partial_pool, h, c)`` -- ``position`` an int64 tensor ``[phase,
+started]``: the number of samples already in the current control block, and 0 before the
+first sample (1 after); ``partial_pool`` ``(batch, features)`` their running max; ``h, c``
+``(1, batch, hidden)`` the LSTM state whose output ``h`` is the control value of the
+current block. ``state=None`` and an all-zero state both mean the start of a stream, so an
+exported stream starts from zeros like every other model.
 
 One implementation for training, streaming and export: :meth:`BlockRateLSTM.forward` is
 written in TorchScript's subset and export compiles the module itself
@@ -38,7 +38,7 @@ reason.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -46,16 +46,16 @@ from torch import Tensor, nn
 from nablafx.errors import ConfigError
 
 POOLINGS = ("max", "max_abs")
-BlockRateState = Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]
+BlockRateState = Tuple[Tensor, Tensor, Tensor, Tensor]
 
 
-def hold_per_sample(values: Tensor, offset: Tensor, length: Tensor, block_size: int) -> Tensor:
-    """Block values held at audio rate over a chunk: ``(batch, features, length)``."""
-    start = int(offset)
-    return values.repeat_interleave(block_size, dim=-1)[:, :, start : start + int(length)]
+def hold_per_sample(values: Tensor, position: Tensor, chunk: Tensor, block_size: int) -> Tensor:
+    """Block values held at audio rate over ``chunk``: ``(batch, features, chunk length)``."""
+    place: List[int] = position.tolist()  # no tensor operation, unlike position[0]
+    return values.repeat_interleave(block_size, dim=-1)[:, :, place[0] : place[0] + chunk.shape[-1]]
 
 
-def modulate_per_block(x: Tensor, values: Tensor, offset: Tensor, block_size: int) -> Tensor:
+def modulate_per_block(x: Tensor, values: Tensor, position: Tensor, block_size: int) -> Tensor:
     """``gamma * x + beta`` with ``[gamma; beta] = values`` per control block.
 
     The chunk is viewed as control blocks, so gamma/beta broadcast per block instead of
@@ -66,7 +66,8 @@ def modulate_per_block(x: Tensor, values: Tensor, offset: Tensor, block_size: in
     steps = gamma.shape[-1]
     if steps == 1:  # the chunk lies inside one control block
         return torch.addcmul(beta, x, gamma)
-    start = int(offset)
+    place: List[int] = position.tolist()
+    start = place[0]
     padding = steps * block_size - start - length
     if start > 0 or padding > 0:
         x = F.pad(x, [start, padding])
@@ -91,29 +92,28 @@ class BlockSequence(NamedTuple):
     """Block-rate values covering one chunk: sample ``t`` uses ``values[..., (offset + t) // block_size]``.
 
     ``values`` is ``(batch, features, S)`` with ``S = ceil((offset + length) / block_size)``;
-    ``offset`` (0-dim int64 tensor) is how many samples of the first control block came
-    before this chunk, ``length`` (0-dim int64 tensor) the chunk's length.
+    ``position`` is the controller's ``[offset, started]`` before the chunk (int64 tensor):
+    ``offset`` samples of the first control block came before it.
     """
 
     values: Tensor
-    offset: Tensor
-    length: Tensor
+    position: Tensor
     block_size: int
 
     def map(self, fn) -> "BlockSequence":
         """Apply a per-step feature map ``(batch, S, features) -> (batch, S, out)`` to the values."""
         return self._replace(values=fn(self.values.transpose(1, 2)).transpose(1, 2))
 
-    def per_sample(self) -> Tensor:
-        """The values held at audio rate, ``(batch, features, length)``."""
-        return compiled_when_tracing(hold_per_sample)(self.values, self.offset, self.length, self.block_size)
+    def per_sample(self, x: Tensor) -> Tensor:
+        """The values held at audio rate over the chunk ``x``: ``(batch, features, length)``."""
+        return compiled_when_tracing(hold_per_sample)(self.values, self.position, x, self.block_size)
 
     def modulate(self, x: Tensor) -> Tensor:
         """Feature-wise affine modulation ``gamma * x + beta`` (Perez et al., FiLM, AAAI 2018).
 
         The values hold ``[gamma; beta]`` (2 * channels of ``x``).
         """
-        return compiled_when_tracing(modulate_per_block)(x, self.values, self.offset, self.block_size)
+        return compiled_when_tracing(modulate_per_block)(x, self.values, self.position, self.block_size)
 
 
 def mlp(widths: Sequence[int], final_activation: bool) -> nn.Sequential:
@@ -160,9 +160,12 @@ class BlockRateLSTM(nn.Module):
         self.hidden_size: int = hidden_size
         self.pooling = pooling
         self.abs_pooling: bool = pooling == "max_abs"
+        # Identity stand-ins keep the module scriptable; the flags skip their calls.
+        self.has_bottleneck: bool = bool(bottleneck)
         self.bottleneck = nn.Linear(in_features, bottleneck) if bottleneck else nn.Identity()
         lstm_input = (bottleneck or in_features) + num_knobs
         self.lstm = nn.LSTM(lstm_input, hidden_size, batch_first=True)
+        self.has_readout: bool = bool(readout)
         self.readout = mlp([hidden_size, *readout], final_activation=False) if readout else nn.Identity()
         self.out_features: int = readout[-1] if readout else hidden_size
 
@@ -170,32 +173,37 @@ class BlockRateLSTM(nn.Module):
         """The all-zero state: the start of a stream."""
         batch = x.shape[0]
         zeros = torch.zeros(1, batch, self.hidden_size, dtype=x.dtype, device=x.device)
-        step = torch.zeros((), dtype=torch.int64)
-        return step, torch.zeros(batch, self.in_features, dtype=x.dtype, device=x.device), zeros, zeros, step
+        position = torch.zeros(2, dtype=torch.int64)
+        return position, torch.zeros(batch, self.in_features, dtype=x.dtype, device=x.device), zeros, zeros
+
+    def _read_out(self, hidden: Tensor) -> Tensor:
+        """``(batch, S, hidden)`` LSTM outputs -> ``(batch, out_features, S)`` control values."""
+        if self.has_readout:
+            hidden = self.readout(hidden)
+        return hidden.transpose(1, 2)
 
     def forward(self, x: Tensor, knobs: Optional[Tensor] = None, state: Optional[BlockRateState] = None
-                ) -> Tuple[Tensor, Tensor, Tensor, BlockRateState]:
+                ) -> Tuple[Tensor, Tensor, BlockRateState]:
         """Control values for the blocks this chunk touches: ``(values (batch, out_features, S),
-        offset, length, new_state)``, the first three as a :class:`BlockSequence` holds them
-        (:func:`block_sequence` builds one)."""
+        position, new_state)``, the first two as a :class:`BlockSequence` holds them
+        (:func:`block_sequence` builds one); ``position`` is the state's, before the chunk."""
         if state is None:
             state = self.initial_state(x)
-        phase_t, partial, h, c, started = state
+        position, partial, h, c = state
         batch, channels, length = x.shape[0], x.shape[1], x.shape[2]
         if self.abs_pooling:
             x = x.abs()
-        fresh = int(started) == 0
-        phase = 0 if fresh else int(phase_t)
-        length_t = torch.tensor(length, dtype=torch.int64)
+        place: List[int] = position.tolist()
+        fresh = place[1] == 0
+        phase = 0 if fresh else place[0]
         if not fresh and phase + length < self.block_size:
             # The chunk stays inside the current control block (the common case when
             # streaming small host blocks): no LSTM step, the control value is unchanged.
             # Few tensor operations here: at 64-sample host blocks this runs on every call.
             chunk_max = x.amax(dim=-1)
             partial = torch.maximum(partial, chunk_max) if phase > 0 else chunk_max
-            values = self.readout(h.transpose(0, 1)).transpose(1, 2)
-            return values, phase_t, length_t, (phase_t + length_t, partial, h, c, started)
-        new_started = torch.ones_like(started)
+            new_position = torch.tensor([phase + length, 1], dtype=torch.int64)
+            return self._read_out(h.transpose(0, 1)), position, (new_position, partial, h, c)
 
         # The samples of a control block begun in an earlier chunk are represented by
         # `phase` copies of their running max (max is associative), so the chunk splits
@@ -219,21 +227,21 @@ class BlockRateLSTM(nn.Module):
             h, c = torch.zeros_like(h), torch.zeros_like(c)
         outputs = [h.transpose(0, 1)] if not fresh else []  # the value of the current block
         if steps.shape[1] > 0:
-            steps = self.bottleneck(steps)
+            if self.has_bottleneck:
+                steps = self.bottleneck(steps)
             if knobs is not None and self.num_knobs > 0:
                 steps = torch.cat([steps, knobs.to(steps.dtype).unsqueeze(1).expand(-1, steps.shape[1], -1)], dim=-1)
             out, (h, c) = self.lstm(steps, (h, c))
             outputs.append(out)
         used = (phase + length + self.block_size - 1) // self.block_size  # blocks touched by this chunk
-        values = self.readout(torch.cat(outputs, dim=1)[:, :used]).transpose(1, 2)
-        new_phase = torch.tensor((phase + length) % self.block_size, dtype=torch.int64)
-        offset = torch.tensor(phase, dtype=torch.int64)
-        return values, offset, length_t, (new_phase, new_partial, h, c, new_started)
+        values = self._read_out(torch.cat(outputs, dim=1)[:, :used])
+        new_position = torch.tensor([(phase + length) % self.block_size, 1], dtype=torch.int64)
+        return values, position, (new_position, new_partial, h, c)
 
 
 def block_sequence(control: nn.Module, x: Tensor, knobs: Tensor | None, state
                    ) -> tuple[BlockSequence, BlockRateState]:
     """Run a :class:`BlockRateLSTM` (or its compiled form) on a chunk: the values as a
     :class:`BlockSequence`, and the new state."""
-    values, offset, length, state = control(x, knobs, state)
-    return BlockSequence(values, offset, length, control.block_size), state
+    values, position, state = control(x, knobs, state)
+    return BlockSequence(values, position, control.block_size), state

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import List, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -14,22 +14,23 @@ from nablafx.errors import ConfigError
 from nablafx.controllers.block_rate import BlockRateLSTM, compiled_when_tracing
 
 
-def ramp_controls(current: Tensor, previous: Tensor, fresh: Tensor, offset: Tensor, length: Tensor,
-                  phase: Tensor, block_size: int, mode: str) -> Tuple[Tensor, Tensor]:
+def ramp_controls(current: Tensor, previous: Tensor, position: Tensor, chunk: Tensor, phase: Tensor,
+                  block_size: int, mode: str) -> Tuple[Tensor, Tensor]:
     """Audio-rate controls of a chunk from the values of the control blocks it touches.
 
     ``current`` ``(batch, params, S)``: the value each touched block reaches; ``previous``
-    ``(batch, params)``: the value of the block before the first (ignored when ``fresh``:
-    block 0 holds its own value). ``offset``, ``length``: the chunk's place in its first
-    block and its length; ``phase``: samples in the current block after the chunk. Returns
-    the controls ``(batch, params, length)`` and the value of the block before the current
-    one, for the next chunk.
+    ``(batch, params)``: the value of the block before the first (ignored at the start of a
+    stream: block 0 holds its own value). ``position``: the block-rate state's ``[offset,
+    started]`` before the chunk ``chunk``; ``phase``: samples in the current block after it.
+    Returns the controls ``(batch, params, length)`` and the value of the block before the
+    current one, for the next chunk.
     """
-    if bool(fresh):
+    place: List[int] = position.tolist()
+    if place[1] == 0:
         previous = current[:, :, 0]
     values = torch.cat([previous.unsqueeze(-1), current], dim=-1)
-    start = int(offset)
-    controls = upsample_controls(values[:, :, :-1], current, block_size, mode)[:, :, start : start + int(length)]
+    start = place[0]
+    controls = upsample_controls(values[:, :, :-1], current, block_size, mode)[:, :, start : start + chunk.shape[-1]]
     return controls, values[:, :, -2] if int(phase) > 0 else values[:, :, -1]
 
 
@@ -83,12 +84,10 @@ class DynamicController(Controller):
         level = x.abs().amax(dim=1, keepdim=True).to(self.control.lstm.weight_ih_l0.dtype)  # peak over channels
         if state is None:
             block_state, previous = None, level.new_zeros(x.shape[0], self.num_params)
-            fresh = torch.ones((), dtype=torch.bool)
         else:
             block_state, previous = state
-            fresh = block_state[4] == 0
-        values, offset, length, block_state = self.control(level, knobs, block_state)
+        values, position, block_state = self.control(level, knobs, block_state)
         controls, previous = compiled_when_tracing(ramp_controls)(
-            torch.sigmoid(values), previous, fresh, offset, length, block_state[0], self.block_size, self.interpolation
+            torch.sigmoid(values), previous, position, level, block_state[0][0], self.block_size, self.interpolation
         )
         return controls.to(x.dtype), (block_state, previous)

@@ -105,7 +105,7 @@ class RNN(StreamModule):
             inputs.append(knobs.to(x).unsqueeze(1).expand(batch, length, -1))
         if self.control is not None:
             sequence, control_state = block_sequence(self.control, x, knobs, control_state)
-            inputs.append(sequence.per_sample().transpose(1, 2))
+            inputs.append(sequence.per_sample(x).transpose(1, 2))
         hidden, rnn_state = self.rnn(torch.cat(inputs, dim=-1) if len(inputs) > 1 else audio, rnn_state)
         y = self.head(hidden)
         if self.residual:

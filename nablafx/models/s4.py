@@ -292,19 +292,22 @@ def apply_block_form(u: Tensor, state: Optional[Tensor], full_transposed: Tensor
     if state is None:
         s = torch.zeros(channels, batch, 2 * N, dtype=u.dtype, device=u.device)
     else:  # (batch, H, N, 2) -> [Re s; Im s] per channel, (H, batch, 2N)
-        s = state.transpose(-1, -2).reshape(batch, channels, 2 * N).transpose(0, 1)
+        s = state.permute(1, 0, 3, 2).reshape(channels, batch, 2 * N)
     signal = u.transpose(0, 1)  # (H, batch, L); rows times M^T: on CPU faster than M times columns
+    # Few operations per call: at streaming block sizes each costs more than its arithmetic.
     outputs: List[Tensor] = []
     for start in range(0, length, chunk):
-        piece = signal[:, :, start : start + chunk]
+        piece = signal if length <= chunk else signal[:, :, start : start + chunk]
         n = piece.shape[2]
         matrix = full_transposed if n == chunk else short_chunk_matrix(to_output, input_to_state, powers, n)
         z = torch.bmm(torch.cat([piece, s], dim=-1), matrix)  # (H, batch, n + 2N)
         outputs.append(z[:, :, :n])
         s = z[:, :, n:]
-    y = torch.cat(outputs, dim=-1) if len(outputs) > 0 else signal
-    new_state = s.transpose(0, 1).reshape(batch, channels, 2, N).transpose(-1, -2)
-    return y.transpose(0, 1), new_state
+    if len(outputs) == 1:
+        y = outputs[0]
+    else:
+        y = torch.cat(outputs, dim=-1) if len(outputs) > 0 else signal
+    return y.transpose(0, 1), s.reshape(channels, batch, 2, N).permute(1, 0, 3, 2)
 
 
 class FrozenBlockSSM(nn.Module):
