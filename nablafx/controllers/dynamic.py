@@ -14,24 +14,24 @@ from nablafx.errors import ConfigError
 from nablafx.controllers.block_rate import BlockRateLSTM, compiled_when_tracing
 
 
-def ramp_controls(current: Tensor, previous: Tensor, position: Tensor, chunk: Tensor, phase: Tensor,
+def ramp_controls(current: Tensor, previous: Tensor, position: Tensor, chunk: Tensor,
                   block_size: int, mode: str) -> Tuple[Tensor, Tensor]:
     """Audio-rate controls of a chunk from the values of the control blocks it touches.
 
     ``current`` ``(batch, params, S)``: the value each touched block reaches; ``previous``
     ``(batch, params)``: the value of the block before the first (ignored at the start of a
     stream: block 0 holds its own value). ``position``: the block-rate state's ``[offset,
-    started]`` before the chunk ``chunk``; ``phase``: samples in the current block after it.
-    Returns the controls ``(batch, params, length)`` and the value of the block before the
-    current one, for the next chunk.
+    started]`` before the chunk ``chunk``. Returns the controls ``(batch, params, length)``
+    and the value of the block before the current one, for the next chunk.
     """
     place: List[int] = position.tolist()
     if place[1] == 0:
         previous = current[:, :, 0]
     values = torch.cat([previous.unsqueeze(-1), current], dim=-1)
-    start = place[0]
-    controls = upsample_controls(values[:, :, :-1], current, block_size, mode)[:, :, start : start + chunk.shape[-1]]
-    return controls, values[:, :, -2] if int(phase) > 0 else values[:, :, -1]
+    start, length = place[0], chunk.shape[-1]
+    controls = upsample_controls(values[:, :, :-1], current, block_size, mode)[:, :, start : start + length]
+    ends_inside_a_block = (start + length) % block_size > 0  # the last touched block is still filling
+    return controls, values[:, :, -2] if ends_inside_a_block else values[:, :, -1]
 
 
 class DynamicController(Controller):
@@ -88,6 +88,6 @@ class DynamicController(Controller):
             block_state, previous = state
         values, position, block_state = self.control(level, knobs, block_state)
         controls, previous = compiled_when_tracing(ramp_controls)(
-            torch.sigmoid(values), previous, position, level, block_state[0][0], self.block_size, self.interpolation
+            torch.sigmoid(values), previous, position, level, self.block_size, self.interpolation
         )
         return controls.to(x.dtype), (block_state, previous)

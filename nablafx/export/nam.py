@@ -185,16 +185,12 @@ def load_nam(document: dict) -> tuple[nn.Module, object]:
     architecture, config = document.get("architecture"), document.get("config", {})
     weights = torch.tensor(document.get("weights", []), dtype=torch.float32)
     if architecture == "LSTM":
-        net, state = _load_lstm(config, _Reader(weights))
-    elif architecture == "WaveNet":
-        net = _load_wavenet(config, _Reader(weights))
-        state = None
-    else:
-        raise ConfigError(f"no reader for NAM architecture {architecture!r}; nablafx reads LSTM and WaveNet")
-    net.eval()
-    if state is None:
-        state = settled_state(net)
-    return net, state
+        net, state = _load_lstm(config, _Reader(weights))  # the initial state the file holds
+        return net.eval(), state
+    if architecture == "WaveNet":
+        net = _load_wavenet(config, _Reader(weights)).eval()
+        return net, settled_state(net)
+    raise ConfigError(f"no reader for NAM architecture {architecture!r}; nablafx reads LSTM and WaveNet")
 
 
 class _Reader:

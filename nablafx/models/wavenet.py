@@ -326,11 +326,10 @@ class WaveNet(StreamModule):
         audio = x if channel_major else x.transpose(1, 2)
         condition = audio
         if self.num_knobs:
-            constant = knobs.to(x).unsqueeze(-1).expand(-1, -1, x.shape[-1])  # (batch, knobs, time)
             if channel_major:
-                condition = torch.cat([audio, constant], dim=1)
+                condition = torch.cat([audio, knobs.to(x).unsqueeze(-1).expand(-1, -1, x.shape[-1])], dim=1)
             else:
-                condition = torch.cat([audio, constant.transpose(1, 2)], dim=2)
+                condition = torch.cat([audio, knobs.to(x).unsqueeze(1).expand(-1, x.shape[-1], -1)], dim=2)
         head, y, new_states, start = None, audio, [], 0
         last = len(self.arrays) - 1
         for i, array in enumerate(self.arrays):
